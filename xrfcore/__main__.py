@@ -1,0 +1,5 @@
+import sys
+
+from xrfcore.cli import main
+
+sys.exit(main())
