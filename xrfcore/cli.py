@@ -1,7 +1,8 @@
 """`xrfcore` command line: one dispatcher; each area registers its own subcommands.
 
 Areas: ``cli_project`` (import, info, export-spectra), ``cli_simulate`` (simulate,
-simulate-archive), ``cli_model`` (pretrain, finetune, predict, reconstruct, bench, models).
+simulate-archive), ``cli_pretrain`` (pretrain, reconstruct, models), ``cli_finetune``
+(finetune, predict, export, bench).
 Each module has ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from xrfcore import __version__
 
-AREAS = ("xrfcore.cli_project", "xrfcore.cli_simulate", "xrfcore.cli_model")
+AREAS = ("xrfcore.cli_project", "xrfcore.cli_simulate", "xrfcore.cli_pretrain", "xrfcore.cli_finetune")
 
 
 class UserError(Exception):
