@@ -1,0 +1,1 @@
+"""Dialogs: import, lab-sample column mapping, fine-tune, export, report."""

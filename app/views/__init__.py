@@ -1,0 +1,1 @@
+"""Plot views (pyqtgraph): spectrum, downcore, reconstruction, training."""

@@ -1,0 +1,128 @@
+"""Reconstruction view: measured spectrum, masked patches shaded, the model's reconstruction."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
+                               QWidget)
+
+from app.views.downcore_view import runs_of_true
+
+MASK_BRUSH = QColor(120, 120, 120, 55)
+
+
+class ReconstructionView(QWidget):
+    """``requested(mask_ratio, seed)`` asks the main window for a new reconstruction."""
+
+    requested = Signal(float, int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.energies = np.arange(2048, dtype=float)
+        self.seed = 0
+        self.mask_regions: list[pg.LinearRegionItem] = []
+        self._last: dict | None = None
+
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLabel("bottom", "Energy", units="keV")
+        self.plot.setLabel("left", "Counts")
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.setMenuEnabled(False)
+        self.measured = self.plot.plot([], [], pen=pg.mkPen("#1f4e99", width=1.1), name="measured")
+        self.recon = self.plot.plot([], [], pen=pg.mkPen("#d62728", width=1.3), name="reconstruction")
+
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(5, 95)
+        self.slider.setSingleStep(5)
+        self.slider.setValue(50)
+        self.slider.setToolTip("Share of patches hidden from the model")
+        self.ratio_label = QLabel("mask 50 %")
+        self.slider.valueChanged.connect(lambda v: self.ratio_label.setText(f"mask {v} %"))
+        self.slider.sliderReleased.connect(self._request)
+        self.new_btn = QPushButton("New mask")
+        self.new_btn.clicked.connect(self.new_mask)
+        self.log_box = QCheckBox("Log counts")
+        self.log_box.toggled.connect(self._on_log)
+        self.error_label = QLabel("No reconstruction yet")
+        self.title = QLabel("Reconstruction: open a project and a model")
+        self.title.setWordWrap(True)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Mask ratio"))
+        bar.addWidget(self.slider, 1)
+        bar.addWidget(self.ratio_label)
+        bar.addWidget(self.new_btn)
+        bar.addWidget(self.log_box)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.title)
+        lay.addLayout(bar)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.error_label)
+
+    def mask_ratio(self) -> float:
+        return self.slider.value() / 100.0
+
+    def set_mask_ratio(self, r: float) -> None:
+        self.slider.setValue(int(round(r * 100)))
+
+    def new_mask(self) -> None:
+        self.seed += 1
+        self._request()
+
+    def _request(self) -> None:
+        self.requested.emit(self.mask_ratio(), self.seed)
+
+    def set_energies(self, energies) -> None:
+        self.energies = np.asarray(energies, float)
+
+    def _y(self, a):
+        a = np.asarray(a, float)
+        return np.maximum(a, 0.5) if self.log_box.isChecked() else a
+
+    def show_result(self, result: dict, title: str = "") -> None:
+        """``result``: measured, mask (per channel bool), reconstruction (counts), error (float)."""
+        self._last = result
+        measured = np.asarray(result["measured"], float)
+        recon = np.asarray(result["reconstruction"], float)
+        mask = np.asarray(result["mask"], bool)
+        e = self.energies if len(self.energies) == len(measured) else np.arange(len(measured), float)
+        self.measured.setData(e, self._y(measured))
+        self.recon.setData(e, self._y(recon))
+        for r in self.mask_regions:
+            self.plot.removeItem(r)
+        self.mask_regions = []
+        step = float(e[1] - e[0]) if len(e) > 1 else 1.0
+        for a, b in runs_of_true(mask):
+            r = pg.LinearRegionItem(values=(e[a] - step / 2, e[b - 1] + step / 2), movable=False,
+                                    brush=MASK_BRUSH, pen=pg.mkPen(None))
+            r.setZValue(-10)
+            self.plot.addItem(r, ignoreBounds=True)
+            self.mask_regions.append(r)
+        err = result.get("error")
+        share = mask.mean() if len(mask) else 0.0
+        err_txt = f"{float(err):.4g}" if err is not None else "n/a"
+        self.error_label.setText(
+            f"Reconstruction error on masked channels: {err_txt}   "
+            f"(masked {share:.0%} of channels, seed {self.seed})")
+        if title:
+            self.title.setText(title)
+
+    def masked_spans(self) -> int:
+        return len(self.mask_regions)
+
+    def _on_log(self, on: bool) -> None:
+        self.plot.setLogMode(y=on)
+        if self._last is not None:
+            self.show_result(self._last)
+
+    def clear(self) -> None:
+        self.measured.setData([], [])
+        self.recon.setData([], [])
+        for r in self.mask_regions:
+            self.plot.removeItem(r)
+        self.mask_regions = []
+        self._last = None
+        self.error_label.setText("No reconstruction yet")

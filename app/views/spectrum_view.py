@@ -1,0 +1,214 @@
+"""Spectrum view: counts against keV, log/linear, element line markers, hover readout, overlays."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+
+OVERLAY_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+DEFAULT_ELEMENTS = ("Al", "Si", "S", "K", "Ca", "Ti", "Mn", "Fe")
+
+
+class SpectrumView(QWidget):
+    """Shows one current spectrum plus pinned overlays.
+
+    ``lines`` is a list of (element, line, keV) rows (from xrfcore.energy.LINES).
+    Signals: stepRequested(+1/-1) for arrow keys, sumRangeRequested().
+    """
+
+    stepRequested = Signal(int)
+    overlayRequested = Signal()
+    sumRangeRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.energies = np.arange(2048, dtype=float)
+        self.lines: list[tuple[str, str, float]] = []
+        self._current: np.ndarray | None = None
+        self._current_label = ""
+        self._overlays: list[tuple[str, np.ndarray, pg.PlotDataItem]] = []
+        self._markers: list[pg.InfiniteLine] = []
+        self.setFocusPolicy(Qt.StrongFocus)
+
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLabel("bottom", "Energy", units="keV")
+        self.plot.setLabel("left", "Counts")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.addLegend(offset=(-10, 10))
+        self.curve = self.plot.plot([], [], pen=pg.mkPen("#1f4e99", width=1.2), name="current")
+        self.plot.setMenuEnabled(False)
+        self.plot.getPlotItem().getViewBox().setMouseMode(pg.ViewBox.RectMode)
+        self.plot.setFocusPolicy(Qt.NoFocus)
+
+        self.title = QLabel("No spectrum")
+        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.readout = QLabel(" ")
+        self.readout.setObjectName("readout")
+        self.log_box = QCheckBox("Log counts")
+        self.log_box.setChecked(True)
+        self.log_box.toggled.connect(self._on_log)
+        self.pin_btn = QPushButton("Overlay this depth")
+        self.pin_btn.clicked.connect(self.overlayRequested.emit)
+        self.clear_btn = QPushButton("Clear overlays")
+        self.clear_btn.clicked.connect(self.clear_overlays)
+        self.sum_btn = QPushButton("Sum depth range…")
+        self.sum_btn.setToolTip("Sum the spectra of a depth range and overlay the result")
+        self.sum_btn.clicked.connect(self.sumRangeRequested.emit)
+
+        self.picker = QListWidget()
+        self.picker.setToolTip("Elements whose emission lines are marked")
+        self.picker.setMaximumWidth(90)
+        self.picker.itemChanged.connect(lambda _item: self._draw_markers())
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.title, 1)
+        for w in (self.log_box, self.pin_btn, self.clear_btn, self.sum_btn):
+            bar.addWidget(w)
+        body = QSplitter(Qt.Horizontal)
+        body.addWidget(self.plot)
+        body.addWidget(self.picker)
+        body.setStretchFactor(0, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(bar)
+        lay.addWidget(body, 1)
+        lay.addWidget(self.readout)
+
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self._on_log(True)
+
+    # ---- data -------------------------------------------------------------------------------
+    def set_energies(self, energies: np.ndarray) -> None:
+        self.energies = np.asarray(energies, dtype=float)
+        self._draw_markers()
+
+    def set_lines(self, lines, selected=DEFAULT_ELEMENTS) -> None:
+        self.lines = [(str(e), str(l), float(k)) for e, l, k in lines]
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for el in dict.fromkeys(e for e, _, _ in self.lines):
+            item = QListWidgetItem(el)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if el in selected else Qt.Unchecked)
+            self.picker.addItem(item)
+        self.picker.blockSignals(False)
+        self._draw_markers()
+
+    def selected_elements(self) -> list[str]:
+        return [self.picker.item(i).text() for i in range(self.picker.count())
+                if self.picker.item(i).checkState() == Qt.Checked]
+
+    def set_elements(self, elements) -> None:
+        want = set(elements)
+        self.picker.blockSignals(True)
+        for i in range(self.picker.count()):
+            it = self.picker.item(i)
+            it.setCheckState(Qt.Checked if it.text() in want else Qt.Unchecked)
+        self.picker.blockSignals(False)
+        self._draw_markers()
+
+    def _y(self, counts: np.ndarray) -> np.ndarray:
+        y = np.asarray(counts, dtype=float)
+        if self.log_box.isChecked():
+            y = np.maximum(y, 0.5)  # log axis: empty channels drawn at 0.5 instead of -inf
+        return y
+
+    def show_spectrum(self, counts: np.ndarray, label: str = "") -> None:
+        """Fast path used when stepping: one setData, nothing rebuilt."""
+        self._current = np.asarray(counts)
+        self._current_label = label
+        n = min(len(self.energies), len(self._current))
+        self.curve.setData(self.energies[:n], self._y(self._current[:n]))
+        self.title.setText(label)
+
+    def add_overlay(self, counts: np.ndarray, label: str) -> None:
+        colour = OVERLAY_COLOURS[len(self._overlays) % len(OVERLAY_COLOURS)]
+        counts = np.asarray(counts)
+        n = min(len(self.energies), len(counts))
+        item = self.plot.plot(self.energies[:n], self._y(counts[:n]),
+                              pen=pg.mkPen(colour, width=1), name=label)
+        self._overlays.append((label, counts, item))
+
+    def overlay_labels(self) -> list[str]:
+        return [lab for lab, _, _ in self._overlays]
+
+    def clear_overlays(self) -> None:
+        for _, _, item in self._overlays:
+            self.plot.removeItem(item)
+        self._overlays.clear()
+
+    def clear(self) -> None:
+        self.clear_overlays()
+        self._current = None
+        self.curve.setData([], [])
+        self.title.setText("No spectrum")
+
+    # ---- markers and readout -----------------------------------------------------------------
+    def _draw_markers(self) -> None:
+        for m in self._markers:
+            self.plot.removeItem(m)
+        self._markers.clear()
+        if not self.lines:
+            return
+        chosen = set(self.selected_elements())
+        hi = float(self.energies[-1]) if len(self.energies) else 0.0
+        lo = float(self.energies[0]) if len(self.energies) else 0.0
+        for el, line, kev in self.lines:
+            if el not in chosen or not lo <= kev <= hi:
+                continue
+            major = line.lower() in ("ka", "ka1", "la", "la1")
+            m = pg.InfiniteLine(pos=kev, angle=90, movable=False,
+                                pen=pg.mkPen("#888888" if major else "#bbbbbb",
+                                             style=Qt.DashLine if major else Qt.DotLine),
+                                label=f"{el} {line}" if major else None,
+                                labelOpts={"position": 0.92, "color": "#444444", "rotateAxis": (1, 0),
+                                           "anchors": [(0, 0), (0, 0)]})
+            self.plot.addItem(m, ignoreBounds=True)
+            self._markers.append(m)
+
+    def marker_labels(self) -> list[str]:
+        return [m.label.format for m in self._markers if getattr(m, "label", None) is not None]
+
+    def nearest_line(self, kev: float):
+        if not self.lines:
+            return None
+        chosen = set(self.selected_elements()) or {e for e, _, _ in self.lines}
+        cands = [r for r in self.lines if r[0] in chosen]
+        if not cands:
+            return None
+        return min(cands, key=lambda r: abs(r[2] - kev))
+
+    def readout_text(self, kev: float) -> str:
+        parts = [f"{kev:.3f} keV"]
+        if self._current is not None and len(self.energies):
+            i = int(np.clip(np.searchsorted(self.energies, kev), 0, len(self._current) - 1))
+            parts.append(f"counts {int(self._current[i])} (channel {i})")
+        near = self.nearest_line(kev)
+        if near is not None:
+            parts.append(f"nearest line {near[0]} {near[1]} at {near[2]:.3f} keV")
+        return "   ".join(parts)
+
+    def _on_mouse(self, evt) -> None:
+        pos = evt[0]
+        vb = self.plot.getPlotItem().getViewBox()
+        if not self.plot.sceneBoundingRect().contains(pos):
+            return
+        self.readout.setText(self.readout_text(vb.mapSceneToView(pos).x()))
+
+    def _on_log(self, on: bool) -> None:
+        self.plot.setLogMode(x=False, y=on)
+        if self._current is not None:
+            self.show_spectrum(self._current, self._current_label)
+        for _, counts, item in self._overlays:
+            n = min(len(self.energies), len(counts))
+            item.setData(self.energies[:n], self._y(counts[:n]))
+
+    def keyPressEvent(self, ev) -> None:
+        if ev.key() in (Qt.Key_Down, Qt.Key_Right):
+            self.stepRequested.emit(1)
+        elif ev.key() in (Qt.Key_Up, Qt.Key_Left):
+            self.stepRequested.emit(-1)
+        else:
+            super().keyPressEvent(ev)
