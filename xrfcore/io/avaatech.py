@@ -1,0 +1,855 @@
+"""Avaatech XRF core scanner ``.spe`` files: reader, file-name/folder rules, writer.
+
+No real Avaatech ``.spe`` is public, so this follows /shared/spec/scanner-formats.md
+(sections 1 and 5): the file is read by ``$TAG:`` lines, never by line number, because
+an empty value drops its value line and every later line moves up.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePath
+
+import numpy as np
+
+from .records import ParseError, SpectrumRecord
+
+__all__ = [
+    "SpeFile", "read_spe", "parse_file_name", "parse_run_folder", "parse_section",
+    "core_from_folders", "find_spectra", "read_record", "write_spe", "spe_file_name",
+    "DEFAULT_CHANNELS",
+]
+
+DEFAULT_CHANNELS = 2048
+MAX_CHANNELS = 65536
+SPE_EXTENSIONS = (".spe",)
+
+
+# --------------------------------------------------------------------------- reading
+
+@dataclass
+class SpeFile:
+    """The content of one ``.spe`` file, before reconciliation with its name and folder."""
+
+    tags: dict[str, str]               # tag name as written (no ``$``/``:``) -> value text
+    counts: np.ndarray                 # int32 (C,)
+    first_channel: int
+    last_channel: int
+    warnings: list[str] = field(default_factory=list)
+
+    def tag(self, name: str) -> str | None:
+        """Value text of a tag, case-insensitive; None when the tag is absent or empty."""
+        key = _tag_index(self.tags).get(name.upper())
+        if key is None:
+            return None
+        value = self.tags[key].strip()
+        return value or None
+
+
+def _tag_index(tags: dict[str, str]) -> dict[str, str]:
+    index: dict[str, str] = {}
+    for key in tags:
+        index.setdefault(key.upper(), key)
+    return index
+
+
+_TAG_LINE = re.compile(r"^\$([A-Za-z0-9_ .\-]+):(.*)$")
+_DATA_LINE = re.compile(r"^[ \t]*\$DATA:[ \t]*$", re.M | re.I)
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _looks_binary(data: bytes) -> bool:
+    if b"\x00" in data:
+        return True
+    sample = data[:4096]
+    bad = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
+    return bad > max(2, len(sample) // 100)
+
+
+def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
+    """Parse the bytes of an Avaatech ``.spe`` file.
+
+    Raises only :class:`ParseError` (empty, binary, no ``$DATA:`` block, truncated or
+    overlong data block, text or negative counts).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ParseError(path, f"expected file bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data.strip():
+        raise ParseError(path, "the file is empty")
+    if _looks_binary(data):
+        raise ParseError(path, "the file holds binary data, not a text spectrum")
+    text = _decode(data)
+    # One line-ending convention for the whole text (CR, LF, CRLF may be mixed).
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    m = _DATA_LINE.search(text)
+    if m is None:
+        raise ParseError(path, "no '$DATA:' line: this is not an Avaatech spectrum file")
+    warnings: list[str] = []
+    tags = _parse_header(text[: m.start()], warnings)
+    rest = text[m.end():]
+
+    # The data block ends at EOF or at the next tag line (e.g. a trailing $ROI: block).
+    tail_tags: dict[str, str] = {}
+    dollar = rest.find("\n$")
+    if dollar >= 0:
+        tail = rest[dollar + 1:]
+        rest = rest[:dollar]
+        tail_tags = _parse_header(tail, warnings)
+    # First line after $DATA: is "first last".
+    rest = rest.lstrip("\n")
+    nl = rest.find("\n")
+    range_line, body = (rest, "") if nl < 0 else (rest[:nl], rest[nl + 1:])
+    parts = range_line.split()
+    if len(parts) == 2 and all(_is_int(p) for p in parts):
+        first, last = int(parts[0]), int(parts[1])
+    else:
+        warnings.append("the '$DATA:' block has no 'first last' channel line; assumed 0 2047")
+        first, last = 0, DEFAULT_CHANNELS - 1
+        body = rest
+    if first < 0 or last < first or last - first + 1 > MAX_CHANNELS:
+        raise ParseError(path, f"impossible channel range '{range_line.strip()}' after $DATA:")
+    expected = last - first + 1
+    counts = _parse_counts(body, path, first)
+    if counts.size < expected:
+        raise ParseError(
+            path,
+            f"truncated data block: {counts.size} counts found, {expected} expected "
+            f"(channels {first} to {last})",
+        )
+    if counts.size > expected:
+        raise ParseError(
+            path,
+            f"too many counts in the data block: {counts.size} found, {expected} expected "
+            f"(channels {first} to {last})",
+        )
+    if counts.size and counts.min() < 0:
+        i = int(np.argmax(counts < 0))
+        raise ParseError(path, f"negative count {int(counts[i])} at channel {first + i}")
+    if counts.size and counts.max() > np.iinfo(np.int32).max:
+        raise ParseError(path, "a count is too large for a 32-bit integer")
+    if not counts.any():
+        warnings.append("all counts are zero")
+    for key, value in tail_tags.items():
+        tags.setdefault(key, value)
+    return SpeFile(tags, counts.astype(np.int32), first, last, warnings)
+
+
+def _is_int(token: str) -> bool:
+    return token.lstrip("+-").isdigit()
+
+
+def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
+    """Walk lines: a ``$TAG:`` line opens a tag; the lines up to the next tag are its value."""
+    tags: dict[str, str] = {}
+    current: str | None = None
+    values: list[str] = []
+    preamble: list[str] = []
+
+    def close() -> None:
+        if current is None:
+            return
+        key = current
+        if key in tags:
+            n = 2
+            while f"{current}#{n}" in tags:
+                n += 1
+            key = f"{current}#{n}"
+            warnings.append(f"tag ${current}: appears more than once; the first value is used")
+        tags[key] = "\n".join(values)
+
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if line.startswith("$"):
+            m = _TAG_LINE.match(line)
+            if m:
+                close()
+                current = m.group(1).strip()
+                inline = m.group(2).strip()
+                values = [inline] if inline else []
+                continue
+        if current is None:
+            if line:
+                preamble.append(line)
+        elif line or values:
+            values.append(line)
+    close()
+    for key in list(tags):
+        tags[key] = tags[key].rstrip("\n")
+    if preamble:
+        tags["_preamble"] = "\n".join(preamble)
+        warnings.append("text before the first tag was kept but not used")
+    return tags
+
+
+def _parse_counts(body: str, path: str, first: int) -> np.ndarray:
+    tokens = body.split()
+    if not tokens:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    # Slow path: find what is wrong, accept whole numbers written as floats ("12.0", "12,0").
+    out = np.empty(len(tokens), dtype=np.int64)
+    for i, tok in enumerate(tokens):
+        try:
+            out[i] = int(tok)
+            continue
+        except ValueError:
+            pass
+        try:
+            value = float(tok.replace(",", "."))
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value != int(value):
+            shown = tok if len(tok) <= 20 else tok[:20] + "..."
+            raise ParseError(
+                path,
+                f"text token '{shown}' among the counts (count number {i + 1}, "
+                f"channel {first + i})" if value is None or not np.isfinite(value) else
+                f"count '{shown}' is not a whole number (count number {i + 1}, channel {first + i})",
+            )
+        if abs(value) > 2**62:
+            raise ParseError(path, f"count '{tok}' is too large (channel {first + i})")
+        out[i] = int(value)
+    return out
+
+
+# --------------------------------------------------------------------------- numbers, dates
+
+def _num(text: str | None) -> float | None:
+    if text is None:
+        return None
+    t = text.strip().replace(",", ".")
+    if not t:
+        return None
+    try:
+        value = float(t)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _int_after(prefix: str, text: str | None) -> int | None:
+    """``Run1`` / ``Rep0`` / ``1`` -> the integer; None otherwise."""
+    if text is None:
+        return None
+    m = re.fullmatch(rf"\s*(?:{prefix})?\s*(\d+)\s*", text, re.I)
+    return int(m.group(1)) if m else None
+
+
+def _parse_header_date(text: str | None) -> str | None:
+    if not text:
+        return None
+    t = " ".join(text.split())
+    for fmt in ("%m-%d-%Y %H:%M:%S", "%m-%d-%Y %H:%M", "%m-%d-%Y"):
+        try:
+            return datetime.strptime(t, fmt).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------- file names
+
+_MM = re.compile(r"^(X|Y|DC|CC)?(-?\d+(?:[.,]\d+)?)mm$", re.I)
+_SEC = re.compile(r"^(\d+(?:[.,]\d+)?)s$", re.I)
+_KV = re.compile(r"^(\d+(?:[.,]\d+)?)kV$", re.I)
+_UA = re.compile(r"^(\d+(?:[.,]\d+)?)(?:uA|µA)$", re.I)
+_RUN = re.compile(r"^Run(\d+)$", re.I)
+_REP = re.compile(r"^Rep(\d+)$", re.I)
+_PREFIX = re.compile(r"^(X|Y|DC|CC)$", re.I)
+_SETT_VALUES = {"low", "middle", "high", "mid"}
+
+
+def _strip_extension(name: str) -> tuple[str, str]:
+    base = PurePath(name).name
+    low = base.lower()
+    for ext in (".spe", ".axml", ".wax"):
+        if low.endswith(ext):
+            return base[: -len(ext)].rstrip("."), ext
+    return base.rstrip(". "), ""
+
+
+def split_core_section(token: str) -> tuple[str, str]:
+    """``SO264-55-1_00050`` -> (``SO264-55-1``, ``00050``); no section -> (token, "").
+
+    The section token follows the last ``_`` and starts with a digit (``00TC``,
+    ``10430B``); a trailing word such as ``_Rescan`` stays with the section.
+    """
+    token = token.strip()
+    parts = token.split("_")
+    if len(parts) >= 3 and parts[-1].isalpha() and parts[-2][:1].isdigit():
+        return "_".join(parts[:-2]), parts[-2] + "_" + parts[-1]
+    if len(parts) >= 2 and parts[-1][:1].isdigit() and parts[0]:
+        return "_".join(parts[:-1]), parts[-1]
+    return token, ""
+
+
+def parse_file_name(name: str) -> dict:
+    """Parse an Avaatech spectrum file name (variants A-D of the spec).
+
+    Returns a dict with keys ``variant`` ("A".."D" or "" when nothing was recognised),
+    ``core``, ``section``, ``position_mm``, ``y_mm``, ``live_s``, ``kv``, ``current_ua``,
+    ``filter``, ``slit_dc_mm``, ``slit_cc_mm``, ``run``, ``replicate``, ``setting``,
+    ``date`` (ISO or ""), ``extension``, ``unparsed`` (list of tokens not understood).
+    Missing numbers are None.
+    """
+    stem, ext = _strip_extension(name)
+    out: dict = {
+        "variant": "", "core": "", "section": "", "position_mm": None, "y_mm": None,
+        "live_s": None, "kv": None, "current_ua": None, "filter": "", "slit_dc_mm": None,
+        "slit_cc_mm": None, "run": None, "replicate": None, "setting": "", "date": "",
+        "depth_field_mm": None, "extension": ext, "unparsed": [],
+    }
+    fields = stem.split("!")
+    if len(fields) == 17:
+        return _parse_bang(fields, out)
+    tokens = stem.split()
+    if not tokens:
+        return out
+    # Core (and section) = the tokens before the first recognised measurement token.
+    i = 0
+    core_tokens = []
+    while i < len(tokens) and not _is_measure_token(tokens[i], tokens, i):
+        core_tokens.append(tokens[i])
+        i += 1
+    if not core_tokens:
+        core_tokens, i = [tokens[0]], 1
+    out["core"], out["section"] = split_core_section(" ".join(core_tokens))
+    bare_mm = 0
+    prefixed = False
+    pending: str | None = None
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if _PREFIX.match(tok) and i < len(tokens) and _MM.match(tokens[i]) and not _MM.match(tokens[i]).group(1):
+            pending = tok.upper()
+            continue
+        m = _MM.match(tok)
+        if m:
+            prefix = (m.group(1) or pending or "").upper()
+            pending = None
+            value = _num(m.group(2))
+            if prefix:
+                prefixed = True
+            if not prefix:
+                prefix = "X" if bare_mm == 0 else "Y" if bare_mm == 1 else ""
+                bare_mm += 1
+            key = {"X": "position_mm", "Y": "y_mm", "DC": "slit_dc_mm", "CC": "slit_cc_mm"}.get(prefix)
+            if key and out[key] is None:
+                out[key] = value
+            else:
+                out["unparsed"].append(tok)
+            continue
+        if (m := _SEC.match(tok)):
+            out["live_s"] = _num(m.group(1))
+        elif (m := _KV.match(tok)):
+            out["kv"] = _num(m.group(1))
+        elif (m := _UA.match(tok)):
+            out["current_ua"] = _num(m.group(1))
+        elif (m := _RUN.match(tok)):
+            out["run"] = int(m.group(1))
+        elif (m := _REP.match(tok)):
+            out["replicate"] = int(m.group(1))
+        elif tok.lower() == "sett":
+            if i < len(tokens) and tokens[i].rstrip(".").lower() in _SETT_VALUES:
+                out["setting"] = f"Sett {tokens[i].rstrip('.')}"
+                i += 1
+            else:
+                out["setting"] = "Sett"
+        elif not out["filter"] and out["kv"] is not None:
+            out["filter"] = tok
+        else:
+            out["unparsed"].append(tok)
+    if prefixed:
+        out["variant"] = "D"
+    elif out["filter"].upper() == "F1" or (out["run"] is None and out["y_mm"] is None
+                                           and out["kv"] is not None):
+        out["variant"] = "C"
+    elif out["kv"] is not None or out["position_mm"] is not None:
+        out["variant"] = "B"
+    return out
+
+
+def _is_measure_token(tok: str, tokens: list[str], i: int) -> bool:
+    if _MM.match(tok) or _SEC.match(tok) or _KV.match(tok) or _UA.match(tok):
+        return True
+    return bool(_PREFIX.match(tok) and i + 1 < len(tokens) and _MM.match(tokens[i + 1]))
+
+
+def _parse_bang(fields: list[str], out: dict) -> dict:
+    f = [x.strip() for x in fields]
+    out["variant"] = "A"
+    out["core"], out["section"] = split_core_section(f[0])
+    out["core_id"], out["section_id"] = f[1], f[2]
+    out["depth_field_mm"] = _num(f[3])
+    try:
+        out["date"] = datetime.strptime(f"{f[4]} {f[5]}", "%Y-%m-%d %H-%M-%S").isoformat()
+    except ValueError:
+        out["unparsed"] += [f[4], f[5]]
+    out["live_s"] = _num(f[6])
+    out["kv"] = _num(f[7])
+    out["current_ua"] = _num(f[8])
+    out["position_mm"] = _num(f[9])
+    out["y_mm"] = _num(f[10])
+    out["filter"] = f[11]
+    out["slit_dc_mm"] = _num(f[12])
+    out["slit_cc_mm"] = _num(f[13])
+    out["run"] = _int_after("Run", f[14])
+    out["replicate"] = _int_after("Rep", f[15])
+    out["setting"] = f[16].rstrip(".").strip()
+    return out
+
+
+def parse_section(token: str, unit: str = "auto") -> tuple[float | None, str, list[str]]:
+    """Section top in mm from a section token, the suffix kept, and warnings.
+
+    ``auto``: 4 digits = cm, 5-6 digits = mm, fewer than 4 = ambiguous (read as cm, warned).
+    ``cm``/``mm`` force the unit. A trigger core (``00TC``) has no numeric top.
+    """
+    if unit not in ("auto", "cm", "mm"):
+        raise ValueError(f"section unit must be auto, cm or mm, not {unit!r}")
+    warnings: list[str] = []
+    if not token:
+        return None, "", warnings
+    m = re.match(r"^(\d+)(.*)$", token)
+    if m is None:
+        warnings.append(f"section token '{token}' is not a number: depth must be entered manually")
+        return None, token, warnings
+    digits, suffix = m.group(1), m.group(2)
+    if "TC" in suffix.upper():
+        warnings.append(f"section '{token}' is a trigger core: depth must be entered manually")
+        return None, suffix, warnings
+    if suffix:
+        warnings.append(f"section '{token}' has a rescan suffix '{suffix}'")
+    n = len(digits)
+    if unit == "auto":
+        if n == 4:
+            use = "cm"
+        elif n in (5, 6):
+            use = "mm"
+        else:
+            use = "cm"
+            warnings.append(
+                f"section token '{token}' has {n} digits: unit is ambiguous, read as cm "
+                f"(override with section unit cm or mm)")
+    else:
+        use = unit
+    value = float(int(digits))
+    return (value * 10.0 if use == "cm" else value), suffix, warnings
+
+
+# --------------------------------------------------------------------------- folders
+
+_RUN_FOLDER = re.compile(r"^\s*Run\s*(\d+)\s*at\s*(\d+(?:[.,]\d+)?)\s*kV(.*)$", re.I)
+
+
+def parse_run_folder(name: str) -> tuple[int, float, str] | None:
+    """``Run 1 at  10kV_937-1138cm`` -> (1, 10.0, ``_937-1138cm``); None if not a run folder."""
+    m = _RUN_FOLDER.match(name)
+    if m is None:
+        return None
+    return int(m.group(1)), float(m.group(2).replace(",", ".")), m.group(3).strip()
+
+
+def _is_skip_level(name: str) -> bool:
+    """Folders between the core folder and the run folder (rescans, trigger cores)."""
+    low = name.strip().lower()
+    return low == "tc" or low.startswith("rescan") or low in ("rescans", "trigger core")
+
+
+def core_from_folder_name(name: str) -> str:
+    """``LV28-44-3(554-1113cm)`` -> ``LV28-44-3``; ``X_2021rescan_937-1138cm`` -> ``X``."""
+    n = re.sub(r"\s*\([^)]*\)\s*$", "", name.strip())
+    n = re.sub(r"_\d*\s*rescan.*$", "", n, flags=re.I)
+    return n.strip() or name.strip()
+
+
+def core_from_folders(parts: list[str]) -> tuple[str, str, tuple[int, float, str] | None]:
+    """From the folder names above a file (outermost first): (core folder name, run folder
+    name, parsed run folder). Empty strings when not found.
+
+    The core folder is the folder above the run folder, skipping ``Rescan_*`` and ``TC``.
+    """
+    for idx in range(len(parts) - 1, -1, -1):
+        parsed = parse_run_folder(parts[idx])
+        if parsed is None:
+            continue
+        j = idx - 1
+        while j >= 0 and _is_skip_level(parts[j]):
+            j -= 1
+        return (parts[j] if j >= 0 else ""), parts[idx], parsed
+    return "", "", None
+
+
+# --------------------------------------------------------------------------- records
+
+def find_spectra(root) -> list[Path]:
+    """Every ``.spe`` file under ``root`` (any case of the extension), sorted by relative path."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in filenames:
+            if fn.lower().endswith(SPE_EXTENSIONS):
+                found.append(Path(dirpath) / fn)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _close(a: float | None, b: float | None, tol: float) -> bool:
+    return a is None or b is None or abs(a - b) <= tol
+
+
+def read_record(path, root=None, *, core: str | None = None,
+                section_unit: str = "auto") -> SpectrumRecord:
+    """Read one Avaatech spectrum file into a :class:`SpectrumRecord`.
+
+    Values come from the header first, then the file name, then the folders; every
+    disagreement becomes a warning. Raises only :class:`ParseError`.
+    """
+    path = Path(path)
+    root_path = Path(root) if root is not None else path.parent
+    try:
+        rel = path.relative_to(root_path)
+    except ValueError:
+        try:
+            rel = path.resolve().relative_to(root_path.resolve())
+        except (ValueError, OSError):
+            rel = Path(path.name)
+    rel_posix = rel.as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ParseError(rel_posix, f"cannot read the file ({exc.strerror or exc})") from None
+    spe = read_spe(data, rel_posix)
+    warnings = list(spe.warnings)
+    name = parse_file_name(path.name)
+    if not name["variant"]:
+        warnings.append("file name not recognised as an Avaatech spectrum name")
+    folder_parts = list(rel.parts[:-1])
+    core_folder, run_folder, run_info = core_from_folders(folder_parts)
+    if run_info is not None and not core_folder:
+        # The run folder sits directly in the imported folder: that folder is the core.
+        try:
+            core_folder = root_path.resolve().name
+        except OSError:
+            core_folder = root_path.name
+    folder_core = core_from_folder_name(core_folder) if core_folder else ""
+
+    # Core
+    name_core = name["core"]
+    if core:
+        core_name = core
+    elif folder_core:
+        core_name = folder_core
+        if name_core and name_core != folder_core:
+            warnings.append(
+                f"core name in the file name '{name_core}' differs from the folder "
+                f"'{core_folder}'; the folder's '{folder_core}' is used")
+    else:
+        core_name = name_core
+    if not core_name:
+        raise ParseError(rel_posix, "no core name in the file name or folders (set the core name)")
+
+    # Position
+    x_head = _num(spe.tag("X_Position"))
+    if spe.tag("X_Position") is not None and x_head is None:
+        warnings.append(f"$X_Position value '{spe.tag('X_Position')}' is not a number")
+    position = x_head
+    if position is None:
+        position = name["position_mm"]
+        if _tag_present(spe, "X_Position"):
+            warnings.append("$X_Position has no value; position taken from the file name")
+        else:
+            warnings.append("old short header without $X_Position: position taken from the file name")
+    elif not _close(x_head, name["position_mm"], 0.051):
+        warnings.append(f"X position in header {x_head:g} mm differs from file name "
+                        f"{name['position_mm']:g} mm; header used")
+    y = _num(spe.tag("Y_Position"))
+    if y is None:
+        y = name["y_mm"]
+
+    # Excitation
+    kv = _num(spe.tag("ACC_VOLT"))
+    if kv is not None and not _close(kv, name["kv"], 0.05):
+        warnings.append(f"kV in header {kv:g} differs from file name {name['kv']:g}; header used")
+    if kv is None:
+        kv = name["kv"]
+    if run_info is not None:
+        if kv is None:
+            kv = run_info[1]
+        elif abs(kv - run_info[1]) > 0.05:
+            warnings.append(f"kV {kv:g} differs from the run folder '{run_folder}' ({run_info[1]:g} kV)")
+    ma = _num(spe.tag("TUBE_CUR"))
+    current = None
+    if ma is not None:
+        if ma >= 10:  # no Avaatech tube runs 10 mA: the value must already be in uA
+            warnings.append(f"$TUBE_CUR {ma:g} is too large for mA; read as uA")
+            current = ma
+        else:
+            current = round(ma * 1000.0, 6)
+    if current is not None and name["current_ua"] is not None and \
+            abs(current - name["current_ua"]) > max(1.0, 0.01 * name["current_ua"]):
+        warnings.append(f"tube current in header {current:g} uA differs from file name "
+                        f"{name['current_ua']:g} uA; header used")
+    if current is None:
+        current = name["current_ua"]
+
+    live = real = None
+    meas = spe.tag("MEAS_TIM")
+    if meas:
+        vals = [_num(v) for v in meas.split()]
+        if vals and vals[0] is not None:
+            live = vals[0]
+        if len(vals) > 1 and vals[1] is not None:
+            real = vals[1]
+    if live is None:
+        live = name["live_s"]
+    elif name["live_s"] is not None and not _close(live, name["live_s"], 0.5):
+        warnings.append(f"live time in header {live:g} s differs from file name {name['live_s']:g} s")
+
+    total_cps = _num(spe.tag("TotalCPS"))
+
+    # Run and replicate
+    run = _int_after("Run", spe.tag("Run_ID"))
+    if run is None:
+        run = name["run"]
+    if run is None and run_info is not None:
+        run = run_info[0]
+    elif run is not None and run_info is not None and run != run_info[0]:
+        warnings.append(f"run {run} differs from the run folder '{run_folder}'")
+    replicate = _int_after("Rep", spe.tag("Replicate_ID"))
+    if replicate is None:
+        replicate = name["replicate"]
+    if replicate is None:
+        replicate = 0
+
+    slit_dc = _num(spe.tag("Slit_DC"))
+    if slit_dc is None:
+        slit_dc = name["slit_dc_mm"]
+    slit_cc = _num(spe.tag("Slit_CC"))
+    if slit_cc is None:
+        slit_cc = name["slit_cc_mm"]
+
+    # Date: header (month first), then the file name
+    raw_date = spe.tag("DATE_MEA")
+    date = _parse_header_date(raw_date)
+    if date is None:
+        if raw_date:
+            warnings.append(f"$DATE_MEA '{raw_date}' is not MM-DD-YYYY HH:MM:SS; not used")
+        date = name["date"] or ""
+
+    # Section and composite depth
+    section = name["section"]
+    top, _suffix, sec_warn = parse_section(section, section_unit)
+    warnings += sec_warn
+    if not section:
+        top = 0.0
+        warnings.append("no section top in the file name: depth = position")
+    depth = None if (top is None or position is None) else round(top + position, 6)
+    if position is None:
+        warnings.append("no X position in header or file name: depth unknown")
+
+    remark = " ".join(v for k, v in spe.tags.items() if k.upper().startswith("SPEC_REM"))
+    scanner = "simulated-avaatech" if "SIMULATED" in remark.upper() else "avaatech"
+
+    return SpectrumRecord(
+        counts=spe.counts,
+        source_path=rel_posix,
+        sha256=hashlib.sha256(data).hexdigest(),
+        scanner=scanner,
+        core=core_name,
+        section=section,
+        section_top_mm=top,
+        position_mm=position,
+        depth_mm=depth,
+        y_mm=y,
+        kv=kv,
+        current_ua=current,
+        live_s=live,
+        real_s=real,
+        total_cps=total_cps,
+        date=date,
+        filter=name["filter"],
+        setting=name["setting"],
+        slit_dc_mm=slit_dc,
+        slit_cc_mm=slit_cc,
+        run=run,
+        run_label=run_folder,
+        replicate=replicate,
+        gain_kev=None,
+        offset_kev=None,
+        valid=True,
+        header=dict(spe.tags),
+        warnings=warnings,
+    )
+
+
+def _tag_present(spe: SpeFile, name: str) -> bool:
+    return name.upper() in _tag_index(spe.tags)
+
+
+# --------------------------------------------------------------------------- writing
+
+def _fmt(value, spec: str, decimal_comma: bool) -> str:
+    text = format(value, spec)
+    return text.replace(".", ",") if decimal_comma else text
+
+
+def _fmt_time(value) -> str:
+    v = float(value)
+    return str(int(v)) if v == int(v) else f"{v:g}"
+
+
+def _as_datetime(value) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def spe_file_name(meta: dict) -> str:
+    """Variant-B file name, e.g.
+    ``SO264-55-1_00050  970.0mm  10s  10kV 150uA No-Filter   0.0mm Run1 Rep0 Sett Low.spe``.
+    """
+    core = meta["core"]
+    section = str(meta.get("section", "") or "")
+    first = f"{core}_{section}" if section else core
+    ua = meta.get("current_ua", 150)
+    return (
+        f"{first}{float(meta.get('position_mm', 0.0)):7.1f}mm"
+        f"{_fmt_time(meta.get('live_s', 10)):>4}s"
+        f"{_fmt_time(meta.get('kv', 10)):>4}kV"
+        f" {_fmt_time(ua):>3}uA"
+        f" {meta.get('filter', 'No-Filter') or 'No-Filter'}"
+        f"{float(meta.get('y_mm', 0.0) or 0.0):6.1f}mm"
+        f" Run{int(meta.get('run', 1) or 1)} Rep{int(meta.get('replicate', 0) or 0)}"
+        f" {meta.get('setting', 'Sett Low') or 'Sett Low'}.spe"
+    )
+
+
+def write_spe(path, counts, meta: dict, *, newline: str = "\r\n", old_header: bool = False,
+              decimal_comma: bool = False, per_line: int = 8) -> None:
+    """Write a realistic Avaatech ``.spe`` file atomically (temp file, then os.replace).
+
+    ``meta`` keys: core, section, position_mm, y_mm, kv, current_ua (uA; written as mA),
+    live_s, real_s, total_cps, date (datetime or ISO), run, replicate, filter, setting,
+    slit_dc_mm, slit_cc_mm, remark (list of lines, e.g. "SIMULATED spectrum ...").
+    A value that is None is written as its tag with no value line, as the scanner does.
+    ``old_header`` writes the short pre-2016 header without $X_Position and $TotalCPS.
+    """
+    c = np.asarray(counts)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError("counts must be a non-empty 1-D array")
+    if np.any(c < 0) or not np.all(np.isfinite(c)) or np.any(c != np.round(c)):
+        raise ValueError("counts must be non-negative whole numbers")
+    c = c.astype(np.int64)
+    dc = decimal_comma
+
+    def val(key, spec):
+        v = meta.get(key)
+        return None if v is None else _fmt(float(v), spec, dc)
+
+    remark = meta.get("remark") or []
+    if isinstance(remark, str):
+        remark = remark.splitlines()
+    live, real = meta.get("live_s"), meta.get("real_s")
+    meas = None
+    if live is not None:
+        meas = _fmt_time(live) + ("" if real is None else " " + _fmt_time(real))
+        meas = meas.replace(".", ",") if dc else meas
+    date = _as_datetime(meta.get("date"))
+    date_txt = None if date is None else date.strftime("%m-%d-%Y %H:%M:%S")
+    ua = meta.get("current_ua")
+    ma = None if ua is None else _fmt(float(ua) / 1000.0, ".3f", dc)
+    run = meta.get("run")
+    rep = meta.get("replicate")
+    spec_id = spe_file_name({**_name_defaults(meta)})[:-4] if meta.get("core") else ""
+
+    if old_header:
+        entries = [
+            ("SPEC_ID", [spec_id]),
+            ("SPEC_REM", list(remark)),
+            ("DATE_MEA", [date_txt]),
+            ("MEAS_TIM", [meas]),
+            ("ACC_VOLT", [val("kv", ".1f")]),
+            ("TUBE_CUR", [ma]),
+            ("Slit_DC", [val("slit_dc_mm", ".2f")]),
+            ("Slit_CC", [val("slit_cc_mm", ".2f")]),
+        ]
+    else:
+        entries = [
+            ("SPEC_ID", [spec_id]),
+            ("SPEC_REM", list(remark)),
+            ("USER_ID", [val("position_mm", ".1f")]),
+            ("Core_ID", [str(meta.get("core_id", "0"))]),
+            ("Section_ID", [str(meta.get("section_id", "0"))]),
+            ("Depth", [val("position_mm", ".1f")]),
+            ("Run_ID", [None if run is None else f"Run{int(run)}"]),
+            ("X_Position", [None if meta.get("position_mm") is None
+                            else _fmt(float(meta["position_mm"]), "6.1f", dc)]),
+            ("Y_Position", [val("y_mm", ".1f")]),
+            ("Replicate_ID", [None if rep is None else f"Rep{int(rep)}"]),
+            ("Slit_DC", [val("slit_dc_mm", ".2f")]),
+            ("Slit_CC", [val("slit_cc_mm", ".2f")]),
+            ("TotalCPS", [None if meta.get("total_cps") is None
+                          else f"{int(round(float(meta['total_cps']))):7d}"]),
+            ("ACC_VOLT", [val("kv", "6.1f")]),
+            ("TUBE_CUR", [ma]),
+            ("MEAS_TIM", [meas]),
+            ("DATE_MEA", [date_txt]),
+        ]
+    lines: list[str] = []
+    for tag, values in entries:
+        lines.append(f"${tag}:")
+        lines.extend(v for v in values if v is not None and v != "")
+    lines.append("$DATA:")
+    lines.append(f"0 {c.size - 1}")
+    width = max(1, int(per_line))
+    strs = c.astype(str)
+    for i in range(0, c.size, width):
+        lines.append(" ".join(f"{s:>7}" for s in strs[i:i + width]))
+    text = newline.join(lines) + newline
+    _atomic_write(Path(path), text.encode("latin-1", errors="replace"))
+
+
+def _name_defaults(meta: dict) -> dict:
+    out = dict(meta)
+    for key, default in (("position_mm", 0.0), ("live_s", 10), ("kv", 10), ("current_ua", 150),
+                         ("y_mm", 0.0), ("run", 1), ("replicate", 0)):
+        if out.get(key) is None:
+            out[key] = default
+    return out
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".spe.part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
