@@ -1,0 +1,95 @@
+"""CSV writers with a commented provenance header.
+
+The header is '#'-prefixed ``key: value`` lines (pandas: ``read_csv(path, comment="#")`` reads the
+table back). A file made from simulated data says so on its first line. Files are written to a
+temporary name next to the target and moved into place, so a failure leaves no half-written file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from xrfcore import __version__
+
+PREDICTION_COLUMNS = ["core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "CaCO3_hi",
+                      "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "model_id"]
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _one_line(value) -> str:
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, sort_keys=True, default=str)
+    return " ".join(str(value).splitlines())
+
+
+def provenance_lines(provenance: dict) -> list[str]:
+    prov = {"xrfcore_version": __version__,
+            "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    prov.update(provenance)
+    lines = []
+    if prov.get("simulated"):
+        lines.append("# SIMULATED DATA: these values come from simulated spectra and/or a model trained "
+                     "on simulated data, not from real measurements")
+    for k, v in prov.items():
+        lines.append(f"# {k}: {_one_line(v)}")
+    return lines
+
+
+def write_csv_atomic(path, df: pd.DataFrame, header_lines: list[str], float_format="%.6g") -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            for line in header_lines:
+                f.write(line + "\n")
+            df.to_csv(f, index=False, float_format=float_format, lineterminator="\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_predictions_csv(path, df: pd.DataFrame, provenance: dict) -> None:
+    """Write a downcore prediction table with a '#' provenance header.
+
+    provenance: model_id, weights_sha256, card summary, project + project_sha256, core, run,
+    simulated, ... (anything JSON-able; the xrfcore version and export time are added).
+    """
+    missing = [c for c in ("core", "depth_mm") if c not in df.columns]
+    if missing:
+        raise ValueError(f"prediction table lacks column(s) {', '.join(missing)}")
+    cols = [c for c in PREDICTION_COLUMNS if c in df.columns] + \
+           [c for c in df.columns if c not in PREDICTION_COLUMNS]
+    write_csv_atomic(path, df[cols], provenance_lines(provenance))
+
+
+def read_provenance(path) -> dict:
+    """The ``key: value`` header lines of a CSV written here (values as strings)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            key, sep, val = line[1:].strip().partition(": ")
+            if sep:
+                out[key] = val
+    return out
