@@ -1,0 +1,758 @@
+"""The HDF5 project file: schema, versions and migrations, atomic writes.
+
+Layout (schema 1)::
+
+    /                        attrs: schema_version, xrfcore_version, created, modified
+    /cores/<core>/runs/<run>/spectra     (N, C) int32, chunked by rows, gzip + shuffle
+    /cores/<core>/runs/<run>/<column>    one 1-D dataset per metadata column (COLUMNS)
+                                         attrs: channels, gain_kev, offset_kev, grid_source, ...
+    /cores/<core>/predictions/<model_id> a DataFrame (see _write_frame) + attrs meta (JSON)
+    /labels                              a DataFrame + attrs meta (JSON)
+    /import_log                          time, folder, file, status, message (one row per file)
+
+Rows of a run are kept sorted by depth, so a depth range is one contiguous slice.
+Every write goes through :func:`transaction`: the project is copied to a temp file in the
+same folder, modified, flushed, fsynced and moved over the original with ``os.replace``.
+A failure or a cancel removes the temp file; the original is never touched.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from xrfcore import __version__
+from xrfcore.io.records import SpectrumRecord
+from xrfcore.jobs import CancelToken, ProgressFn, no_progress
+
+SCHEMA_VERSION = 1
+CHUNK_ROWS = 256
+GZIP_LEVEL = 1                         # level 1 inflates ~40 % faster than 4 for ~1 % more size (measured)
+CHUNK_CACHE_BYTES = 64 << 20          # a whole 1,000 x 2048 run decompresses without re-reads
+TMP_SUFFIX = ".xrfcore-tmp"
+
+# Nominal energy grids when the records carry none (keV per channel, offset keV).
+NOMINAL_GAIN = {"avaatech": 0.020, "itrax-2048": 0.01027, "itrax-1024": 0.0193}
+
+# Metadata columns of a run: (name, kind). Kinds: f = float64 (NaN = unknown),
+# i = int32, b = bool, s = text (UTF-8), j = JSON text (lists/dicts).
+COLUMNS: list[tuple[str, str]] = [
+    ("depth_mm", "f"), ("section", "s"), ("position_mm", "f"), ("y_mm", "f"), ("kv", "f"),
+    ("current_ua", "f"), ("live_s", "f"), ("real_s", "f"), ("total_cps", "f"), ("date", "s"),
+    ("replicate", "i"), ("source_path", "s"), ("sha256", "s"), ("active", "b"), ("valid", "b"),
+    ("section_top_mm", "f"), ("run", "f"), ("run_label", "s"), ("filter", "s"), ("setting", "s"),
+    ("slit_dc_mm", "f"), ("slit_cc_mm", "f"), ("gain_kev", "f"), ("offset_kev", "f"),
+    ("scanner", "s"), ("core", "s"), ("warnings", "j"), ("header", "j"),
+]
+COLUMN_KINDS = dict(COLUMNS)
+LOG_COLUMNS = ("time", "folder", "file", "status", "message")
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be used (not a project, newer schema, missing core/run)."""
+
+
+class Grid(NamedTuple):
+    """Energy grid of a run (same fields as ``xrfcore.energy.Grid``)."""
+
+    channels: int
+    gain_kev: float
+    offset_kev: float
+
+
+@dataclass
+class RunData:
+    """Spectra of one run: ``counts`` (N, C) int32, ``meta`` (N rows, COLUMNS), grid, attrs."""
+
+    counts: np.ndarray
+    meta: pd.DataFrame
+    grid: Any
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+
+def _make_grid(channels: int, gain: float, offset: float):
+    try:  # the energy layer's Grid when it is there (same three fields)
+        from xrfcore.energy import Grid as EnergyGrid
+        return EnergyGrid(int(channels), float(gain), float(offset))
+    except Exception:
+        return Grid(int(channels), float(gain), float(offset))
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def safe_name(name: str) -> str:
+    """An HDF5 group name for a core / run / model id ('/' is the path separator)."""
+    clean = str(name).strip().replace("/", "_").replace("\\", "_")
+    if clean in ("", ".", ".."):
+        raise ValueError(f"invalid name {name!r} for a core, run or model")
+    return clean
+
+
+# --------------------------------------------------------------------------- tables
+# A "table" is (counts (N, C) int32, dict column -> 1-D numpy array) for one run.
+
+def _empty_value(kind: str):
+    return {"f": np.nan, "i": 0, "b": False, "s": "", "j": ""}[kind]
+
+
+def records_to_table(records: list[SpectrumRecord]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Stack records into counts + column arrays (all rows must have the same channel count)."""
+    if not records:
+        raise ValueError("no records to write")
+    n_ch = len(records[0].counts)
+    for r in records:
+        if len(r.counts) != n_ch:
+            raise ValueError(f"{r.source_path}: {len(r.counts)} channels, the run has {n_ch}")
+    counts = np.empty((len(records), n_ch), dtype=np.int32)
+    for i, r in enumerate(records):
+        counts[i] = r.counts
+    cols: dict[str, np.ndarray] = {}
+    for name, kind in COLUMNS:
+        if name == "active":
+            vals = [False] * len(records)
+        elif kind == "j":
+            vals = [json.dumps(getattr(r, name), ensure_ascii=False, separators=(",", ":"))
+                    for r in records]
+        else:
+            vals = [getattr(r, name) for r in records]
+        cols[name] = _as_array(vals, kind)
+    return counts, cols
+
+
+def _as_array(vals: list, kind: str) -> np.ndarray:
+    if kind == "f":
+        return np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+    if kind == "i":
+        return np.array([0 if v is None else int(v) for v in vals], dtype=np.int32)
+    if kind == "b":
+        return np.array([bool(v) for v in vals], dtype=bool)
+    return np.array(["" if v is None else str(v) for v in vals], dtype=object)
+
+
+def _take(table, idx):
+    counts, cols = table
+    return counts[idx], {k: v[idx] for k, v in cols.items()}
+
+
+def _concat(a, b):
+    counts = np.concatenate([a[0], b[0]])
+    cols = {k: np.concatenate([a[1][k], b[1][k]]) for k in a[1]}
+    return counts, cols
+
+
+def sort_and_flag(table):
+    """Sort rows by depth (unknown depth last) and recompute the ``active`` flags.
+
+    Rows sharing (depth rounded to 0.1 mm, replicate) are duplicates (rescans, overlapping
+    section edges, ``0048`` vs ``048``): all are kept, the latest date is active. Rows without
+    a depth are keyed by (section, position). Replicates Rep1+ are kept but never active.
+    """
+    counts, cols = table
+    depth = cols["depth_mm"]
+    keys = pd.DataFrame({
+        "nodepth": np.isnan(depth),
+        "depth": np.where(np.isnan(depth), 0.0, depth),
+        "section": cols["section"], "position": np.nan_to_num(cols["position_mm"], nan=-1e300),
+        "replicate": cols["replicate"], "date": cols["date"], "source": cols["source_path"],
+    })
+    order = keys.sort_values(["nodepth", "depth", "section", "position", "replicate", "date",
+                              "source"], kind="stable").index.to_numpy()
+    counts, cols = _take((counts, cols), order)
+    keys = keys.iloc[order].reset_index(drop=True)
+    dkey = np.where(keys["nodepth"], -1, np.round(keys["depth"].to_numpy() * 10)).astype(np.int64)
+    group = pd.DataFrame({"d": dkey, "n": keys["nodepth"],
+                          "s": np.where(keys["nodepth"], keys["section"], ""),
+                          "p": np.where(keys["nodepth"], keys["position"], 0.0),
+                          "r": keys["replicate"]})
+    # within a group rows are sorted by date then source: the last one is the latest
+    last = ~group.duplicated(keep="last").to_numpy()
+    cols["active"] = last & (cols["replicate"] == 0)
+    return counts, cols
+
+
+# --------------------------------------------------------------------------- HDF5 I/O
+
+def _write_column(g: h5py.Group, name: str, values: np.ndarray, kind: str) -> None:
+    n = len(values)
+    if kind in ("s", "j"):
+        enc = [str(v).encode("utf-8") for v in values]
+        width = max([1] + [len(e) for e in enc])
+        arr = np.array(enc, dtype=f"S{width}")
+        # fixed-width bytes compress (variable-length strings would not)
+        g.create_dataset(name, data=arr, chunks=(max(1, min(n, 1024)),),
+                         compression="gzip", compression_opts=GZIP_LEVEL)
+        g[name].attrs["kind"] = kind
+    else:
+        g.create_dataset(name, data=values)
+
+
+def _read_column(ds: h5py.Dataset, sl: slice) -> np.ndarray:
+    data = ds[sl]
+    if data.dtype.kind == "S":
+        return np.char.decode(data, "utf-8").astype(object)
+    return data
+
+
+def _write_table(runs: h5py.Group, run: str, table, attrs: dict) -> None:
+    counts, cols = table
+    if run in runs:
+        del runs[run]
+    g = runs.create_group(run)
+    n, c = counts.shape
+    g.create_dataset("spectra", data=counts, chunks=(max(1, min(n, CHUNK_ROWS)), c),
+                     compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+    for name, kind in COLUMNS:
+        _write_column(g, name, cols[name], kind)
+    for k, v in attrs.items():
+        g.attrs[k] = v
+
+
+def _read_table(g: h5py.Group, sl: slice = slice(None)):
+    counts = g["spectra"][sl]
+    cols = {}
+    for name, kind in COLUMNS:
+        if name in g:
+            cols[name] = _read_column(g[name], sl)
+        else:  # written by an older layout: fill
+            cols[name] = np.full(counts.shape[0], _empty_value(kind),
+                                 dtype=object if kind in "sj" else None)
+    return counts, cols
+
+
+def _write_frame(g: h5py.Group, df: pd.DataFrame, meta: dict) -> None:
+    """A DataFrame as one dataset per column (c0, c1...; names in attrs: any text is allowed)."""
+    names = [str(c) for c in df.columns]
+    kinds = []
+    for i, col in enumerate(df.columns):
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s):
+            kind, arr = "b", s.to_numpy(dtype=bool)
+        elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
+            kind, arr = "i", s.to_numpy(dtype=np.int64)
+        elif pd.api.types.is_numeric_dtype(s):
+            kind, arr = "f", s.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            kind = "s"
+            arr = np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
+                            for v in s], dtype=object)
+        kinds.append(kind)
+        if kind == "s":
+            _write_column(g, f"c{i}", arr, "s")
+        else:
+            g.create_dataset(f"c{i}", data=arr)
+    g.attrs["columns"] = json.dumps(names, ensure_ascii=False)
+    g.attrs["kinds"] = json.dumps(kinds)
+    g.attrs["meta"] = json.dumps(meta or {}, ensure_ascii=False, default=str)
+    g.attrs["written"] = _now()
+
+
+def _read_frame(g: h5py.Group) -> tuple[pd.DataFrame, dict]:
+    names = json.loads(g.attrs["columns"])
+    data = {name: _read_column(g[f"c{i}"], slice(None)) for i, name in enumerate(names)}
+    return pd.DataFrame(data, columns=names), json.loads(g.attrs.get("meta", "{}"))
+
+
+def _attr(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+# --------------------------------------------------------------------------- Project
+
+class Project:
+    """A project file opened for reading (use :func:`transaction` to write)."""
+
+    def __init__(self, h5: h5py.File, path: Path):
+        self._h5 = h5
+        self.path = Path(path)
+
+    # --- opening
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> "Project":
+        if mode != "r":
+            raise ValueError("Project.open is read-only; write with store.transaction(path)")
+        path = Path(path)
+        version = check_schema(path)
+        if version < SCHEMA_VERSION:
+            migrate(path)
+        return cls(_open_h5(path, "r"), path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, exist_ok: bool = False) -> "Project":
+        """Create an empty project (atomically) and open it for reading."""
+        path = Path(path)
+        if path.exists() and not exist_ok:
+            raise FileExistsError(f"{path}: a file of that name already exists")
+        if not path.exists():
+            with transaction(path, create=True):
+                pass
+        return cls.open(path)
+
+    def close(self) -> None:
+        if self._h5.id.valid:
+            self._h5.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading
+    @property
+    def schema_version(self) -> int:
+        return int(self._h5.attrs["schema_version"])
+
+    def cores(self) -> list[str]:
+        return sorted(self._h5["cores"].keys()) if "cores" in self._h5 else []
+
+    def runs(self, core: str) -> list[str]:
+        g = self._core(core)
+        return sorted(g["runs"].keys()) if "runs" in g else []
+
+    def _core(self, core: str) -> h5py.Group:
+        key = f"cores/{safe_name(core)}"
+        if key not in self._h5:
+            raise ProjectError(f"{self.path}: no core {core!r} (cores: {', '.join(self.cores()) or 'none'})")
+        return self._h5[key]
+
+    def _run(self, core: str, run: str) -> h5py.Group:
+        g = self._core(core)
+        key = f"runs/{safe_name(run)}"
+        if key not in g:
+            raise ProjectError(f"{self.path}: core {core!r} has no run {run!r} "
+                               f"(runs: {', '.join(self.runs(core)) or 'none'})")
+        return g[key]
+
+    def n_spectra(self, core: str, run: str) -> int:
+        return int(self._run(core, run)["spectra"].shape[0])
+
+    def read_run(self, core: str, run: str, depth_range: tuple[float, float] | None = None,
+                 active_only: bool = True) -> RunData:
+        """Spectra of one run; ``depth_range=(lo, hi)`` mm, inclusive, is one contiguous slice."""
+        g = self._run(core, run)
+        sl = slice(None)
+        if depth_range is not None:
+            lo, hi = depth_range
+            depth = g["depth_mm"][:]
+            known = int(np.count_nonzero(~np.isnan(depth)))
+            i0 = int(np.searchsorted(depth[:known], lo, side="left"))
+            i1 = int(np.searchsorted(depth[:known], hi, side="right"))
+            sl = slice(i0, max(i0, i1))
+        counts, cols = _read_table(g, sl)
+        if active_only:
+            keep = np.asarray(cols["active"], dtype=bool)
+            if not keep.all():
+                counts, cols = _take((counts, cols), keep)
+        meta = pd.DataFrame({name: cols[name] for name, _ in COLUMNS})
+        attrs = {k: _attr(v) for k, v in g.attrs.items()}
+        grid = _make_grid(counts.shape[1] if counts.ndim == 2 else attrs.get("channels", 0),
+                          attrs.get("gain_kev", NOMINAL_GAIN["avaatech"]), attrs.get("offset_kev", 0.0))
+        return RunData(counts=counts, meta=meta, grid=grid, attrs=attrs)
+
+    def read_core(self, core: str, depth_range=None, active_only: bool = True) -> dict[str, RunData]:
+        return {run: self.read_run(core, run, depth_range, active_only) for run in self.runs(core)}
+
+    def sha256s(self) -> dict[str, str]:
+        """Content hash -> 'core/run' of every stored spectrum (for skipping known files)."""
+        out: dict[str, str] = {}
+        for core in self.cores():
+            for run in self.runs(core):
+                for h in _read_column(self._run(core, run)["sha256"], slice(None)):
+                    out[h] = f"{core}/{run}"
+        return out
+
+    def import_log(self) -> pd.DataFrame:
+        if "import_log" not in self._h5:
+            return pd.DataFrame(columns=list(LOG_COLUMNS))
+        g = self._h5["import_log"]
+        return pd.DataFrame({c: [_attr(v) for v in g[c][:]] for c in LOG_COLUMNS})
+
+    def labels(self, core: str | None = None) -> pd.DataFrame:
+        if "labels" not in self._h5:
+            return pd.DataFrame()
+        df, _ = _read_frame(self._h5["labels"])
+        if core is not None and "core" in df.columns:
+            df = df[df["core"] == core].reset_index(drop=True)
+        return df
+
+    def labels_meta(self) -> dict:
+        return json.loads(self._h5["labels"].attrs.get("meta", "{}")) if "labels" in self._h5 else {}
+
+    def predictions(self, core: str) -> list[str]:
+        g = self._core(core)
+        return sorted(g["predictions"].keys()) if "predictions" in g else []
+
+    def read_predictions(self, core: str, model_id: str) -> tuple[pd.DataFrame, dict]:
+        g = self._core(core)
+        key = f"predictions/{safe_name(model_id)}"
+        if key not in g:
+            raise ProjectError(f"{self.path}: core {core!r} has no predictions of model {model_id!r}")
+        return _read_frame(g[key])
+
+    def info(self) -> dict:
+        """Summary of the project (what `xrfcore info --json` prints)."""
+        a = self._h5.attrs
+        out: dict[str, Any] = {
+            "path": str(self.path), "schema_version": int(a["schema_version"]),
+            "xrfcore_version": _attr(a.get("xrfcore_version", "")),
+            "created": _attr(a.get("created", "")), "modified": _attr(a.get("modified", "")),
+            "cores": [],
+        }
+        for core in self.cores():
+            runs = []
+            for run in self.runs(core):
+                g = self._run(core, run)
+                depth = g["depth_mm"][:]
+                active = g["active"][:].astype(bool)
+                known = depth[~np.isnan(depth)]
+                settings = {}
+                for col in ("kv", "current_ua", "live_s"):
+                    vals = g[col][:]
+                    vals = np.unique(vals[~np.isnan(vals)])
+                    settings[col] = [float(v) for v in vals[:20]]
+                for col in ("filter", "setting", "scanner"):
+                    settings[col] = sorted(set(_read_column(g[col], slice(None))) - {""})[:20]
+                runs.append({
+                    "run": run, "spectra": int(len(depth)), "active": int(active.sum()),
+                    "depth_min_mm": float(known.min()) if known.size else None,
+                    "depth_max_mm": float(known.max()) if known.size else None,
+                    "channels": int(g.attrs.get("channels", g["spectra"].shape[1])),
+                    "gain_kev": float(g.attrs.get("gain_kev", np.nan)),
+                    "offset_kev": float(g.attrs.get("offset_kev", np.nan)),
+                    **settings,
+                })
+            cg = self._core(core)
+            out["cores"].append({
+                "core": core, "runs": runs,
+                "spectra": sum(r["spectra"] for r in runs), "active": sum(r["active"] for r in runs),
+                "predictions": sorted(cg["predictions"].keys()) if "predictions" in cg else [],
+            })
+        log = self.import_log()
+        out["import_log"] = {
+            "imports": int(log["time"].nunique()) if len(log) else 0,
+            "files": int(len(log)),
+            **{s: int((log["status"] == s).sum()) for s in ("ok", "warning", "rejected", "skipped")},
+            "last": str(log["time"].iloc[-1]) if len(log) else None,
+        }
+        out["labels"] = int(len(self.labels()))
+        return out
+
+
+class WritableProject(Project):
+    """The project inside a :func:`transaction` (a temp copy; nothing is final until commit)."""
+
+    def write_run(self, core: str, run: str, records: Iterable[SpectrumRecord], *,
+                  replace: bool = False) -> dict:
+        """Merge records into a run (or replace it); re-sorts and re-flags ``active``.
+
+        A record whose sha256 is already in the run is not added again.
+        Returns {'added': n, 'duplicates': n, 'total': n}.
+        """
+        records = list(records)
+        runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
+        name = safe_name(run)
+        old = None if (replace or name not in runs) else _read_table(runs[name])
+        if old is not None:
+            known = set(old[1]["sha256"])
+            fresh = [r for r in records if r.sha256 not in known or not r.sha256]
+        else:
+            fresh = records
+        dup = len(records) - len(fresh)
+        if not fresh and old is not None:
+            return {"added": 0, "duplicates": dup, "total": len(old[0])}
+        if not fresh:
+            raise ValueError(f"no records to write to {core}/{run}")
+        new = records_to_table(fresh)
+        if old is not None:
+            if old[0].shape[1] != new[0].shape[1]:
+                raise ValueError(f"{fresh[0].source_path}: {new[0].shape[1]} channels, "
+                                 f"run {core}/{run} has {old[0].shape[1]}")
+            new = _concat(old, new)
+        table = sort_and_flag(new)
+        _write_table(runs, name, table, _run_attrs(table, run))
+        return {"added": len(fresh), "duplicates": dup, "total": int(table[0].shape[0])}
+
+    def write_table(self, core: str, run: str, counts: np.ndarray, meta: pd.DataFrame,
+                    *, reflag: bool = False) -> None:
+        """Replace a run with given counts + meta (e.g. after the user chose active rows)."""
+        cols = {}
+        for name, kind in COLUMNS:
+            vals = meta[name].tolist() if name in meta else [_empty_value(kind)] * len(meta)
+            cols[name] = _as_array(vals, kind)
+        table = (np.asarray(counts, dtype=np.int32), cols)
+        table = sort_and_flag(table) if reflag else table
+        runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
+        _write_table(runs, safe_name(run), table, _run_attrs(table, run))
+
+    def delete_run(self, core: str, run: str) -> None:
+        del self._core(core)["runs"][safe_name(run)]
+
+    def write_labels(self, df: pd.DataFrame, meta: dict | None = None) -> None:
+        if "labels" in self._h5:
+            del self._h5["labels"]
+        _write_frame(self._h5.create_group("labels"), df, meta or {})
+
+    def write_predictions(self, core: str, model_id: str, df: pd.DataFrame, meta: dict | None = None) -> None:
+        preds = self._core(core).require_group("predictions")
+        name = safe_name(model_id)
+        if name in preds:
+            del preds[name]
+        _write_frame(preds.create_group(name), df, meta or {})
+
+    def append_import_log(self, rows: Iterable[dict]) -> None:
+        """Append rows {time, folder, file, status, message} to /import_log."""
+        rows = list(rows)
+        if not rows:
+            return
+        g = self._h5.require_group("import_log")
+        dt = h5py.string_dtype("utf-8")
+        for c in LOG_COLUMNS:
+            vals = np.array([str(r.get(c, "")) for r in rows], dtype=object)
+            if c not in g:
+                g.create_dataset(c, data=vals, dtype=dt, maxshape=(None,), chunks=(1024,),
+                                 compression="gzip", compression_opts=GZIP_LEVEL)
+            else:
+                ds = g[c]
+                n = ds.shape[0]
+                ds.resize((n + len(vals),))
+                ds[n:] = vals
+
+
+def _run_attrs(table, run: str) -> dict:
+    counts, cols = table
+    gains = cols["gain_kev"][~np.isnan(cols["gain_kev"])]
+    offsets = cols["offset_kev"][~np.isnan(cols["offset_kev"])]
+    scanner = next((s for s in cols["scanner"] if s), "")
+    if gains.size:
+        gain, offset, source = float(np.median(gains)), float(np.median(offsets)) if offsets.size else 0.0, "records"
+    else:
+        key = "avaatech"
+        if "itrax" in scanner:
+            key = "itrax-1024" if counts.shape[1] <= 1024 else "itrax-2048"
+        gain, offset, source = NOMINAL_GAIN[key], 0.0, f"nominal {key}"
+    kv = cols["kv"][~np.isnan(cols["kv"])]
+    return {"name": run, "channels": int(counts.shape[1]), "gain_kev": gain, "offset_kev": offset,
+            "grid_source": source, "kv": float(np.median(kv)) if kv.size else np.nan,
+            "scanner": scanner, "written": _now()}
+
+
+# --------------------------------------------------------------------------- files
+
+def _open_h5(path: Path, mode: str) -> h5py.File:
+    return h5py.File(path, mode, rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+
+
+def check_schema(path: str | os.PathLike) -> int:
+    """Schema version of a project file; refuses non-projects and newer schemas."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such project file")
+    if not h5py.is_hdf5(path):
+        raise ProjectError(f"{path}: not an xrfcore project (not an HDF5 file)")
+    with h5py.File(path, "r") as f:
+        if "schema_version" not in f.attrs:
+            raise ProjectError(f"{path}: not an xrfcore project (no schema_version)")
+        version = int(f.attrs["schema_version"])
+    if version > SCHEMA_VERSION:
+        raise ProjectError(f"{path}: made by a newer xrfcore (schema {version}), "
+                           f"this version reads up to {SCHEMA_VERSION}; please update xrfcore")
+    return version
+
+
+# Migrations: MIGRATIONS[v] turns an open schema-v file into schema v+1 (in a transaction).
+MIGRATIONS: dict[int, Callable[[h5py.File], None]] = {}
+
+
+def migrate(path: str | os.PathLike) -> int:
+    """Bring an older project up to SCHEMA_VERSION (atomically); returns the old version."""
+    path = Path(path)
+    with _lock_for(path):
+        return _migrate_unlocked(path)
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+_live_temps: set[str] = set()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(str(path.resolve()), threading.Lock())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stray_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove temp files left by killed transactions on this project (not live ones)."""
+    path = Path(path)
+    removed = []
+    pat = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+" + re.escape(TMP_SUFFIX) + "$")
+    for p in path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"):
+        m = pat.match(p.name)
+        if not m or str(p) in _live_temps:
+            continue
+        if int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[WritableProject]:
+    """The one way to write a project: copy -> modify -> flush/fsync -> os.replace.
+
+    On any exception (``Cancelled`` included) the temp copy is removed and the project
+    is exactly as before. ``create``: make a new project when ``path`` does not exist.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: folder {folder} does not exist")
+    with _lock_for(path):
+        clean_stray_temps(path)
+        tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+        _live_temps.add(str(tmp))
+        h5 = None
+        try:
+            if path.exists():
+                _migrate_unlocked(path)  # checks the schema; migrates an older file first
+                shutil.copyfile(path, tmp)
+                h5 = _open_h5(tmp, "r+")
+            elif create:
+                h5 = h5py.File(tmp, "w", fs_strategy="fsm", fs_persist=True,
+                               rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+                h5.attrs["schema_version"] = SCHEMA_VERSION
+                h5.attrs["xrfcore_version"] = __version__
+                h5.attrs["created"] = _now()
+                h5.create_group("cores")
+            else:
+                raise FileNotFoundError(f"{path}: no such project file")
+            project = WritableProject(h5, path)
+            yield project
+            h5.attrs["modified"] = _now()
+            h5.attrs["xrfcore_version"] = __version__
+            h5.flush()
+            h5.close()
+            h5 = None
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+            _fsync_dir(folder)
+        finally:
+            if h5 is not None:
+                with contextlib.suppress(Exception):
+                    h5.close()
+            _live_temps.discard(str(tmp))
+            if tmp.exists():
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+def _migrate_unlocked(path: Path) -> int:
+    """Check the schema and migrate an older file in place, atomically (caller holds the lock)."""
+    old = check_schema(path)
+    if old >= SCHEMA_VERSION:
+        return old
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+    _live_temps.add(str(tmp))
+    try:
+        shutil.copyfile(path, tmp)
+        with _open_h5(tmp, "r+") as h5:
+            v = old
+            while v < SCHEMA_VERSION:
+                if v not in MIGRATIONS:
+                    raise ProjectError(f"{path}: no migration from schema {v} to {v + 1}")
+                MIGRATIONS[v](h5)
+                v += 1
+                h5.attrs["schema_version"] = v
+            h5.attrs["migrated_from"] = old
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        _live_temps.discard(str(tmp))
+        if tmp.exists():
+            tmp.unlink()
+    return old
+
+
+# --------------------------------------------------------------------------- shortcuts
+
+def group_records(records: Iterable[SpectrumRecord], core: str | None = None) -> dict[tuple[str, str], list]:
+    """Records grouped by (core, run_key); ``core`` overrides every record's core."""
+    groups: dict[tuple[str, str], list] = {}
+    for r in records:
+        groups.setdefault((core or r.core, r.run_key), []).append(r)
+    return groups
+
+
+def add_records(project_path: str | os.PathLike, records: Iterable[SpectrumRecord], log_message: str,
+                *, core: str | None = None, progress: ProgressFn = no_progress,
+                token: CancelToken | None = None) -> dict:
+    """Write records (e.g. simulated ones) into a project in one transaction, logged.
+
+    Returns {(core, run): write_run result}.
+    """
+    records = list(records)
+    groups = group_records(records, core)
+    out = {}
+    now = _now()
+    with transaction(project_path) as p:
+        for i, ((c, run), recs) in enumerate(sorted(groups.items())):
+            if token is not None:
+                token.raise_if_cancelled()
+            progress(i, len(groups), f"writing {c}/{run}")
+            out[(c, run)] = p.write_run(c, run, recs)
+        sources = dict.fromkeys(r.source_path for r in records)
+        p.append_import_log({"time": now, "folder": "(records)", "file": s, "status": "ok",
+                             "message": log_message} for s in sources)
+        if token is not None:
+            token.raise_if_cancelled()
+        progress(len(groups), len(groups), "saved")
+    return out
