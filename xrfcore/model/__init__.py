@@ -1,0 +1,1 @@
+"""1-D masked-autoencoder ViT, regressor, input transforms and model files."""

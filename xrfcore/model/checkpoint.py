@@ -1,0 +1,259 @@
+"""Model files: ``NAME.safetensors`` (weights) + ``NAME.json`` (model card). Nothing is unpickled.
+
+The card holds everything needed to use the weights honestly: architecture config (with the input
+grid and energy window), transform + statistics, target statistics, training-data hashes, seeds,
+metrics, whether the training data were simulated, the xrfcore version and the command line.
+Research state dicts (``.pth``/``.ckpt``) load with ``torch.load(weights_only=True)`` only.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from xrfcore.model.config import PRESETS, ModelConfig
+from xrfcore.model.mae import MaskedAutoencoderViT
+from xrfcore.model.regressor import SpectrumRegressor
+
+CARD_FORMAT = "xrfcore-model"
+CARD_VERSION = 1
+KINDS = {"mae": MaskedAutoencoderViT, "regressor": SpectrumRegressor}
+
+
+def kind_of(model: nn.Module) -> str:
+    model = getattr(model, "module", model)  # unwrap DDP
+    for kind, cls in KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"not an xrfcore model: {type(model).__name__}")
+
+
+def build(kind: str, cfg: ModelConfig) -> nn.Module:
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return KINDS[kind](cfg)
+
+
+def paths(path) -> tuple[Path, Path]:
+    """(weights, card) paths for a model given as a stem, a .safetensors/.json file or a folder."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    elif p.is_dir():
+        cards = sorted(p.glob("*.json"))
+        cards = [c for c in cards if c.with_suffix(".safetensors").exists()]
+        if len(cards) == 1:
+            p = cards[0].with_suffix("")
+        else:
+            p = p / "model"
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(tmp_path) then os.replace: the target is either old or complete, never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+
+    def w(tmp):
+        Path(tmp).write_text(text + "\n", encoding="utf-8")
+
+    _atomic_write(Path(path), w)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (Path, _dt.datetime)):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save(path, model: nn.Module, card: dict) -> Path:
+    """Write ``NAME.safetensors`` then ``NAME.json``; returns the card path.
+
+    ``card`` must hold at least ``transform`` (``Transform.to_dict()``); this fills in format,
+    kind, config, xrfcore version, creation time, weights hash, model id and the command line."""
+    from xrfcore import __version__
+
+    if "transform" not in card:
+        raise ValueError("the model card needs the input transform ('transform': transform.to_dict())")
+    weights, card_path = paths(path)
+    tensors = state_tensors(model)
+    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    digest = sha256_file(weights)
+    kind = kind_of(model)
+    full = {"format": CARD_FORMAT, "format_version": CARD_VERSION,
+            "id": f"{kind}-{getattr(model, 'module', model).cfg.size}-{digest[:12]}", "kind": kind}
+    full.update(card)
+    full.update({"config": getattr(model, "module", model).cfg.to_dict(),
+                 "weights_file": weights.name, "weights_sha256": digest,
+                 "n_parameters": int(sum(t.numel() for k, t in tensors.items()
+                                         if not k.endswith("pos_embed")))})
+    full.setdefault("simulated_data", None)  # True / False; None = not stated
+    full.setdefault("xrfcore_version", __version__)
+    full.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    full.setdefault("command_line", " ".join(sys.argv))
+    write_json(card_path, full)
+    return card_path
+
+
+def load_card(path) -> dict:
+    _, card_path = paths(path)
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{card_path}: model card not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{card_path}: model card is not valid JSON ({exc})") from None
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(f"{card_path}: not an xrfcore model card")
+    if int(card.get("format_version", 0)) > CARD_VERSION:
+        raise ValueError(f"{card_path}: model card version {card['format_version']} is newer than "
+                         f"this xrfcore understands ({CARD_VERSION}); update xrfcore")
+    return card
+
+
+def load(path, *, map_location: str | torch.device = "cpu", verify: bool = True):
+    """(model in eval mode, card) from a saved model; checks the weights against the card's hash."""
+    weights, card_path = paths(path)
+    card = load_card(card_path)
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: weights file of {card_path.name} not found")
+    if verify and card.get("weights_sha256") and sha256_file(weights) != card["weights_sha256"]:
+        raise ValueError(f"{weights}: weights do not match their card (sha256 differs); "
+                         "the file was changed or is incomplete")
+    cfg = ModelConfig.from_dict(card["config"])
+    model = build(card["kind"], cfg)
+    try:
+        sd = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from None
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{weights}: weights do not fit the card's architecture: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return model.to(map_location).eval(), card
+
+
+# -- research state dicts ----------------------------------------------------------------------
+def load_research_state_dict(path) -> dict[str, torch.Tensor]:
+    """Tensors of a research ``.pth``/``.ckpt``: plain, or under 'model'/'state_dict'/'model_state_dict'.
+
+    ``torch.load(weights_only=True)``: only tensors and plain containers, never arbitrary pickles."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except Exception as exc:  # UnpicklingError for anything beyond tensors, or not a torch file
+        raise ValueError(f"{path}: not a plain tensor state dict "
+                         f"(weights_only load refused it: {str(exc).splitlines()[0][:200]})") from None
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"{path}: holds no state dict")
+    sd = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor")
+        k = k.removeprefix("module.")
+        if k in ("fc.weight", "fc.bias"):  # a bare Linear head -> our Sequential(Linear)
+            k = "fc.0." + k.split(".")[1]
+        sd[k] = v
+    return sd
+
+
+def _count(sd: dict, prefix: str) -> int:
+    idx = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)}
+    return max(idx) + 1 if idx else 0
+
+
+def config_from_state_dict(sd: dict, **overrides) -> ModelConfig:
+    """Architecture read from tensor shapes; head counts from the presets (override if needed)."""
+    try:
+        d = sd["cls_token"].shape[-1]
+        w = sd["patch_embed.proj.weight"]
+        n = sd["pos_embed"].shape[1] - 1
+    except KeyError as exc:
+        raise ValueError(f"state dict lacks {exc}: not a masked-autoencoder ViT") from None
+    heads = {e: h for e, _, h, _, _, _ in PRESETS.values()}
+    dheads = {de: dh for *_, de, _, dh in PRESETS.values()}
+    size = next((name for name, p in PRESETS.items() if p[0] == d and p[1] == _count(sd, "blocks.")),
+                "custom")
+    fields = dict(size=size, channels=n * w.shape[-1], patch_size=w.shape[-1], embed_dim=d,
+                  depth=_count(sd, "blocks."), num_heads=heads.get(d, max(1, d // 64)),
+                  mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / d if "blocks.0.mlp.fc1.weight" in sd else 4.0)
+    if "decoder_embed.weight" in sd:
+        de = sd["decoder_embed.weight"].shape[0]
+        fields.update(decoder_embed_dim=de, decoder_depth=_count(sd, "decoder_blocks."),
+                      decoder_num_heads=dheads.get(de, max(1, de // 32)))
+    if "fc.0.weight" in sd:
+        fields["n_outputs"] = sd["fc.0.weight"].shape[0]
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+def load_research_model(path, kind: str = "auto", **cfg_overrides):
+    """(model, card) from a research state dict, loaded strictly into our architecture.
+
+    ``kind``: "mae", "regressor" (encoder + fc; an MAE file gives its encoder and a fresh head)
+    or "auto" (regressor when the file has an ``fc`` head, else mae)."""
+    from xrfcore.model.transforms import ZScore
+
+    sd = load_research_state_dict(path)
+    if kind == "auto":
+        kind = "regressor" if "fc.0.weight" in sd else "mae"
+    cfg = config_from_state_dict(sd, **cfg_overrides)
+    model = build(kind, cfg)
+    if kind == "regressor" and "fc.0.weight" not in sd:
+        model.load_encoder(sd)
+    else:
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: state dict does not fit a {kind}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    card = {"format": CARD_FORMAT, "format_version": CARD_VERSION, "kind": kind,
+            "config": cfg.to_dict(), "transform": ZScore().to_dict(),
+            "source": {"research_state_dict": str(path), "sha256": sha256_file(path)},
+            "simulated_data": False, "notes": "published research weights; grid assumed 20 eV/channel"}
+    return model.eval(), card
