@@ -58,7 +58,11 @@ def _tag_index(tags: dict[str, str]) -> dict[str, str]:
 
 
 _TAG_LINE = re.compile(r"^\$([A-Za-z0-9_ .\-]+):(.*)$")
-_DATA_LINE = re.compile(r"^[ \t]*\$DATA:[ \t]*$", re.M | re.I)
+# "$DATA:" alone on its line; CR, LF or CRLF endings (bytes, so the data block is never decoded).
+_DATA_LINE = re.compile(rb"(?:^|[\r\n])[ \t]*\$DATA:[ \t]*(?=[\r\n]|$)", re.I)
+_TAIL_TAG = re.compile(rb"[\r\n][ \t]*\$")
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
+_DIGITS_SPACE = b"0123456789 \t\r\n\x0b\x0c"
 
 
 def _decode(data: bytes) -> str:
@@ -73,9 +77,14 @@ def _decode(data: bytes) -> str:
 def _looks_binary(data: bytes) -> bool:
     if b"\x00" in data:
         return True
-    sample = data[:4096]
-    bad = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
-    return bad > max(2, len(sample) // 100)
+    bad = len(data) - len(data.translate(None, _CONTROL))
+    return bad > max(2, len(data) // 100)
+
+
+def _lines(text: str) -> list[str]:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
@@ -91,37 +100,38 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
         raise ParseError(path, "the file is empty")
     if _looks_binary(data):
         raise ParseError(path, "the file holds binary data, not a text spectrum")
-    text = _decode(data)
-    # One line-ending convention for the whole text (CR, LF, CRLF may be mixed).
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    m = _DATA_LINE.search(text)
+    m = _DATA_LINE.search(data)
     if m is None:
         raise ParseError(path, "no '$DATA:' line: this is not an Avaatech spectrum file")
     warnings: list[str] = []
-    tags = _parse_header(text[: m.start()], warnings)
-    rest = text[m.end():]
+    tags = _parse_header(_lines(_decode(data[: m.start()])), warnings)
+    rest = data[m.end():]
 
     # The data block ends at EOF or at the next tag line (e.g. a trailing $ROI: block).
-    tail_tags: dict[str, str] = {}
-    dollar = rest.find("\n$")
-    if dollar >= 0:
-        tail = rest[dollar + 1:]
-        rest = rest[:dollar]
-        tail_tags = _parse_header(tail, warnings)
+    tail_match = _TAIL_TAG.search(rest) if b"$" in rest else None
+    if tail_match is not None:
+        tail = _parse_header(_lines(_decode(rest[tail_match.start() + 1:])), warnings)
+        for key, value in tail.items():
+            tags[key if key not in tags else f"{key}#after-data"] = value
+        rest = rest[: tail_match.start() + 1]
     # First line after $DATA: is "first last".
-    rest = rest.lstrip("\n")
-    nl = rest.find("\n")
-    range_line, body = (rest, "") if nl < 0 else (rest[:nl], rest[nl + 1:])
+    rest = rest.lstrip(b"\r\n")
+    cut = len(rest)
+    for sep in (b"\n", b"\r"):
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    range_line, body = rest[:cut], rest[cut + 1:]
     parts = range_line.split()
-    if len(parts) == 2 and all(_is_int(p) for p in parts):
+    if len(parts) == 2 and all(p.lstrip(b"+-").isdigit() for p in parts):
         first, last = int(parts[0]), int(parts[1])
     else:
         warnings.append("the '$DATA:' block has no 'first last' channel line; assumed 0 2047")
         first, last = 0, DEFAULT_CHANNELS - 1
         body = rest
+    shown_range = range_line.decode("latin-1").strip()[:40]
     if first < 0 or last < first or last - first + 1 > MAX_CHANNELS:
-        raise ParseError(path, f"impossible channel range '{range_line.strip()}' after $DATA:")
+        raise ParseError(path, f"impossible channel range '{shown_range}' after $DATA:")
     expected = last - first + 1
     counts = _parse_counts(body, path, first)
     if counts.size < expected:
@@ -136,23 +146,17 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
             f"too many counts in the data block: {counts.size} found, {expected} expected "
             f"(channels {first} to {last})",
         )
-    if counts.size and counts.min() < 0:
+    if counts.min() < 0:
         i = int(np.argmax(counts < 0))
-        raise ParseError(path, f"negative count {int(counts[i])} at channel {first + i}")
-    if counts.size and counts.max() > np.iinfo(np.int32).max:
+        raise ParseError(path, f"negative count {float(counts[i]):g} at channel {first + i}")
+    if counts.max() > np.iinfo(np.int32).max:
         raise ParseError(path, "a count is too large for a 32-bit integer")
     if not counts.any():
         warnings.append("all counts are zero")
-    for key, value in tail_tags.items():
-        tags.setdefault(key, value)
     return SpeFile(tags, counts.astype(np.int32), first, last, warnings)
 
 
-def _is_int(token: str) -> bool:
-    return token.lstrip("+-").isdigit()
-
-
-def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
+def _parse_header(lines: list[str], warnings: list[str]) -> dict[str, str]:
     """Walk lines: a ``$TAG:`` line opens a tag; the lines up to the next tag are its value."""
     tags: dict[str, str] = {}
     current: str | None = None
@@ -171,7 +175,7 @@ def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
             warnings.append(f"tag ${current}: appears more than once; the first value is used")
         tags[key] = "\n".join(values)
 
-    for raw in text.split("\n"):
+    for raw in lines:
         line = raw.strip()
         if line.startswith("$"):
             m = _TAG_LINE.match(line)
@@ -195,37 +199,30 @@ def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
     return tags
 
 
-def _parse_counts(body: str, path: str, first: int) -> np.ndarray:
-    tokens = body.split()
-    if not tokens:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        return np.array(tokens, dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    # Slow path: find what is wrong, accept whole numbers written as floats ("12.0", "12,0").
-    out = np.empty(len(tokens), dtype=np.int64)
+def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
+    """Counts as int64 (fast path) or float64 (exact below 2**53; range checked by the caller)."""
+    if not body.strip():
+        return np.zeros(0, dtype=np.float64)
+    if not body.translate(None, _DIGITS_SPACE):
+        # Only digits and whitespace: plain integers (strtoll saturates, so too-large
+        # numbers still fail the caller's 32-bit range check).
+        return np.fromstring(body, dtype=np.int64, sep=" ")
+    # Slow path: find what is wrong; whole numbers written as floats ("12.0", "12,0") pass.
+    tokens = body.decode("latin-1").split()
+    out = np.empty(len(tokens), dtype=np.float64)
     for i, tok in enumerate(tokens):
-        try:
-            out[i] = int(tok)
-            continue
-        except ValueError:
-            pass
         try:
             value = float(tok.replace(",", "."))
         except ValueError:
             value = None
-        if value is None or not np.isfinite(value) or value != int(value):
+        if value is None or not np.isfinite(value):
             shown = tok if len(tok) <= 20 else tok[:20] + "..."
-            raise ParseError(
-                path,
-                f"text token '{shown}' among the counts (count number {i + 1}, "
-                f"channel {first + i})" if value is None or not np.isfinite(value) else
-                f"count '{shown}' is not a whole number (count number {i + 1}, channel {first + i})",
-            )
-        if abs(value) > 2**62:
-            raise ParseError(path, f"count '{tok}' is too large (channel {first + i})")
-        out[i] = int(value)
+            raise ParseError(path, f"text token '{shown}' among the counts (count number "
+                                   f"{i + 1}, channel {first + i})")
+        if value != int(value):
+            raise ParseError(path, f"count '{tok}' is not a whole number (count number "
+                                   f"{i + 1}, channel {first + i})")
+        out[i] = value
     return out
 
 
@@ -285,17 +282,24 @@ def _strip_extension(name: str) -> tuple[str, str]:
     return base.rstrip(". "), ""
 
 
+def _is_section_token(tok: str) -> bool:
+    """A section token starts with 3+ digits (``00050``, ``048``, ``10430B``) or is a
+    trigger core (``00TC``); ``Standard_1`` is a name, not a section."""
+    m = re.match(r"^(\d+)(.*)$", tok)
+    return bool(m) and (len(m.group(1)) >= 3 or "TC" in m.group(2).upper())
+
+
 def split_core_section(token: str) -> tuple[str, str]:
     """``SO264-55-1_00050`` -> (``SO264-55-1``, ``00050``); no section -> (token, "").
 
-    The section token follows the last ``_`` and starts with a digit (``00TC``,
-    ``10430B``); a trailing word such as ``_Rescan`` stays with the section.
+    The section token follows the last ``_``; a trailing word such as ``_Rescan``
+    stays with the section.
     """
     token = token.strip()
     parts = token.split("_")
-    if len(parts) >= 3 and parts[-1].isalpha() and parts[-2][:1].isdigit():
+    if len(parts) >= 3 and parts[-1].isalpha() and _is_section_token(parts[-2]) and parts[0]:
         return "_".join(parts[:-2]), parts[-2] + "_" + parts[-1]
-    if len(parts) >= 2 and parts[-1][:1].isdigit() and parts[0]:
+    if len(parts) >= 2 and _is_section_token(parts[-1]) and parts[0]:
         return "_".join(parts[:-1]), parts[-1]
     return token, ""
 
@@ -378,8 +382,7 @@ def parse_file_name(name: str) -> dict:
             out["unparsed"].append(tok)
     if prefixed:
         out["variant"] = "D"
-    elif out["filter"].upper() == "F1" or (out["run"] is None and out["y_mm"] is None
-                                           and out["kv"] is not None):
+    elif re.fullmatch(r"F\d", out["filter"], re.I):
         out["variant"] = "C"
     elif out["kv"] is not None or out["position_mm"] is not None:
         out["variant"] = "B"
