@@ -1,0 +1,130 @@
+"""Energy scale: channel <-> keV, count-conserving resampling, emission-line table.
+
+Convention (MCA): channel ``i`` (0-based) is centred at ``offset + gain * i`` keV and
+covers ``offset + gain * (i - 0.5)`` to ``offset + gain * (i + 0.5)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Grid", "DEFAULT_AVAATECH", "resample", "Line", "LINES", "lines_in_range"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A channel grid: number of channels and the linear energy calibration in keV."""
+
+    channels: int
+    gain_kev: float
+    offset_kev: float = 0.0
+
+    def __post_init__(self):
+        if int(self.channels) != self.channels or self.channels < 1:
+            raise ValueError(f"channels must be a positive whole number, not {self.channels!r}")
+        if not np.isfinite(self.gain_kev) or self.gain_kev <= 0:
+            raise ValueError(f"gain must be a positive number of keV per channel, not {self.gain_kev!r}")
+        if not np.isfinite(self.offset_kev):
+            raise ValueError(f"offset must be a finite number of keV, not {self.offset_kev!r}")
+        object.__setattr__(self, "channels", int(self.channels))
+        object.__setattr__(self, "gain_kev", float(self.gain_kev))
+        object.__setattr__(self, "offset_kev", float(self.offset_kev))
+
+    def energies(self) -> np.ndarray:
+        """Channel centres in keV, shape (channels,)."""
+        return self.offset_kev + self.gain_kev * np.arange(self.channels, dtype=np.float64)
+
+    def edges(self) -> np.ndarray:
+        """Channel edges in keV, shape (channels + 1,)."""
+        return self.offset_kev + self.gain_kev * (np.arange(self.channels + 1, dtype=np.float64) - 0.5)
+
+    def channel_of(self, kev):
+        """Fractional channel index of an energy (scalar or array); round it to index."""
+        out = (np.asarray(kev, dtype=np.float64) - self.offset_kev) / self.gain_kev
+        return float(out) if out.ndim == 0 else out
+
+    @property
+    def max_kev(self) -> float:
+        return self.offset_kev + self.gain_kev * (self.channels - 0.5)
+
+    def to_dict(self) -> dict:
+        return {"channels": self.channels, "gain_kev": self.gain_kev, "offset_kev": self.offset_kev}
+
+
+DEFAULT_AVAATECH = Grid(2048, 0.020, 0.0)
+
+
+@lru_cache(maxsize=64)
+def _weights(src: Grid, dst: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """For each destination edge: the source edge index below it and the fraction beyond."""
+    src_edges = src.edges()
+    # Destination edges expressed in source-edge units, clipped to the source range.
+    pos = np.clip((dst.edges() - src_edges[0]) / src.gain_kev, 0.0, float(src.channels))
+    k = np.minimum(np.floor(pos).astype(np.int64), src.channels - 1)
+    return k, pos - k
+
+
+def resample(counts, src: Grid, dst: Grid) -> np.ndarray:
+    """Move spectra from grid ``src`` onto grid ``dst``, conserving counts.
+
+    ``counts`` is (C,) or (N, C) with C = ``src.channels``. The cumulative counts are
+    interpolated linearly at the destination edges (counts spread evenly inside each
+    source channel), then differenced. Counts outside the destination's energy range
+    are dropped; inside the overlap, totals are kept exactly (to rounding).
+    Returns float64 of shape (dst.channels,) or (N, dst.channels).
+    """
+    arr = np.asarray(counts, dtype=np.float64)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"counts must be (channels,) or (spectra, channels), got shape {arr.shape}")
+    if arr.shape[-1] != src.channels:
+        raise ValueError(f"counts have {arr.shape[-1]} channels but the source grid has {src.channels}")
+    if src == dst:
+        return arr.copy()
+    k, t = _weights(src, dst)
+    cum = np.zeros(arr.shape[:-1] + (arr.shape[-1] + 1,), dtype=np.float64)
+    np.cumsum(arr, axis=-1, out=cum[..., 1:])
+    at_edges = cum[..., k] * (1.0 - t) + cum[..., k + 1] * t
+    return np.diff(at_edges, axis=-1)
+
+
+# --------------------------------------------------------------------------- lines
+
+class Line(NamedTuple):
+    element: str
+    line: str        # "Ka", "Kb", "La", "Lb"
+    kev: float
+    z: int
+
+
+def _build_lines() -> tuple[Line, ...]:
+    import xraylib
+
+    wanted = [("Ka", xraylib.KA_LINE), ("Kb", xraylib.KB_LINE),
+              ("La", xraylib.LA_LINE), ("Lb", xraylib.LB_LINE)]
+    out: list[Line] = []
+    for z in range(11, 93):
+        symbol = xraylib.AtomicNumberToSymbol(z)
+        for name, code in wanted:
+            if z > 56 and name.startswith("K"):
+                continue  # heavy elements: only L lines fall inside a core scanner's range
+            try:
+                kev = float(xraylib.LineEnergy(z, code))
+            except ValueError:
+                continue
+            if kev > 0:
+                out.append(Line(symbol, name, kev, z))
+    return tuple(sorted(out, key=lambda ln: ln.kev))
+
+
+# K alpha/beta for Z 11-56 and L alpha/beta for Z 11-92 (this includes the Rh L tube lines).
+LINES: tuple[Line, ...] = _build_lines()
+
+
+def lines_in_range(lo_kev: float, hi_kev: float, elements=None) -> list[Line]:
+    """Lines with lo <= keV <= hi, sorted by energy; optionally only some element symbols."""
+    keep = None if elements is None else {e.strip().capitalize() for e in elements}
+    return [ln for ln in LINES
+            if lo_kev <= ln.kev <= hi_kev and (keep is None or ln.element in keep)]
