@@ -1,0 +1,320 @@
+"""Import a scanner folder (Avaatech or Itrax) into a project, with a per-file report.
+
+Every file is hashed first: content already in the project is skipped, so importing a
+folder twice adds nothing and new files added to a folder import alone. A bad file is
+rejected with its reason and never stops the import. All records are written in one
+store transaction at the end, so a failure or a cancel leaves the project as it was.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xrfcore import __version__, store
+from xrfcore.io.records import ParseError, SpectrumRecord
+from xrfcore.jobs import CancelToken, ProgressFn, no_progress
+
+STATUSES = ("ok", "warning", "rejected", "skipped")
+_RESULT_TABLES = {"result.txt", "results.txt"}
+_ITRAX_SPE = re.compile(r"^L\d{4,}\.spe$", re.I)
+
+
+@dataclass
+class FileResult:
+    """What happened to one file."""
+
+    path: str                  # relative to the imported folder (posix)
+    status: str                # ok | warning | rejected | skipped
+    message: str = ""
+    core: str = ""
+    run: str = ""
+
+
+@dataclass
+class ImportReport:
+    """Per-file outcome of one import, plus what was written."""
+
+    folder: str
+    project: str
+    scanner: str = ""
+    started: str = ""
+    files: list[FileResult] = field(default_factory=list)
+    written: dict = field(default_factory=dict)     # "core/run" -> {added, duplicates, total}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = Counter(f.status for f in self.files)
+        return {s: c.get(s, 0) for s in STATUSES}
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "rejected"]
+
+    @property
+    def added(self) -> int:
+        return sum(w["added"] for w in self.written.values())
+
+    def summary(self, max_lines: int = 50) -> str:
+        c = self.counts
+        lines = [
+            f"Import of {self.folder} into {self.project} ({self.scanner or 'no spectra'}): "
+            f"{len(self.files)} files: {c['ok']} ok, {c['warning']} with warnings, "
+            f"{c['rejected']} rejected, {c['skipped']} skipped (already in the project).",
+            f"Added {self.added} spectra to {len(self.written)} run(s)."
+            if self.written else "Nothing new was added.",
+        ]
+        for key, w in sorted(self.written.items()):
+            lines.append(f"  {key}: +{w['added']} ({w['total']} spectra in the run)")
+        for status, title in (("rejected", "Rejected files"), ("warning", "Warnings")):
+            rows = [f for f in self.files if f.status == status]
+            if rows:
+                lines.append(f"{title} ({len(rows)}):")
+                for f in rows[:max_lines]:
+                    lines.append(f"  {f.path}: {f.message}")
+                if len(rows) > max_lines:
+                    lines.append(f"  ... and {len(rows) - max_lines} more (see the CSV report)")
+        return "\n".join(lines)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write the per-file report as CSV with a '#' header (written atomically)."""
+        buf = io.StringIO()
+        buf.write(f"# xrfcore {__version__} import report\n# folder: {self.folder}\n"
+                  f"# project: {self.project}\n# started: {self.started}\n"
+                  f"# scanner: {self.scanner}\n")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "status", "message", "core", "run"])
+        for f in self.files:
+            w.writerow([f.path, f.status, f.message, f.core, f.run])
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+# --------------------------------------------------------------------------- detection
+
+def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(result tables, .spe files) under folder, sorted."""
+    tables, spes = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for fn in filenames:
+            low = fn.lower()
+            if low in _RESULT_TABLES:
+                tables.append(Path(dirpath) / fn)
+            elif low.endswith(".spe"):
+                spes.append(Path(dirpath) / fn)
+    return sorted(tables), sorted(spes)
+
+
+def itrax_folders(folder: Path, tables: list[Path], spes: list[Path]) -> list[Path]:
+    """Folders holding an Itrax result table with Lnnnnnn.spe files in or below them."""
+    out = []
+    for t in tables:
+        d = t.parent
+        if any(_ITRAX_SPE.match(s.name) and d in s.parents for s in spes) and d not in out:
+            out.append(d)
+    # an outer folder already covers inner ones
+    return [d for d in out if not any(o != d and o in d.parents for o in out)]
+
+
+def detect_scanner(folder: str | os.PathLike) -> str:
+    """'avaatech', 'itrax', 'mixed' or '' (no spectrum files)."""
+    folder = Path(folder)
+    tables, spes = _walk(folder)
+    itrax = itrax_folders(folder, tables, spes)
+    rest = [s for s in spes if not any(d in s.parents for d in itrax)]
+    if itrax and rest:
+        return "mixed"
+    return "itrax" if itrax else ("avaatech" if rest else "")
+
+
+# --------------------------------------------------------------------------- import
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _cannot_read(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "cannot read: permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "cannot read: it is a folder, not a file"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
+                  core: str | None = None, section_unit: str = "auto",
+                  progress: ProgressFn = no_progress, token: CancelToken | None = None) -> ImportReport:
+    """Import every spectrum under ``folder`` into the project (created when missing).
+
+    ``core`` overrides the core name of every record; ``section_unit`` ("auto" | "cm" |
+    "mm") is the unit of the section top in Avaatech file names. Raises ``Cancelled``
+    (project unchanged) or an OSError/ValueError naming the problem; bad files do not
+    raise, they are rejected in the report.
+    """
+    from xrfcore.io import avaatech
+
+    if section_unit not in ("auto", "cm", "mm"):
+        raise ValueError(f"section unit must be auto, cm or mm, not {section_unit!r}")
+    folder = Path(folder)
+    project_path = Path(project_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    started = _dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+    report = ImportReport(folder=str(folder.resolve()), project=str(project_path), started=started)
+
+    known: dict[str, str] = {}
+    channels: dict[tuple[str, str], int] = {}      # existing runs' channel counts
+    if project_path.exists():
+        with store.Project.open(project_path) as p:   # refuses a newer schema before any work
+            known = p.sha256s()
+            for c in p.cores():
+                for run in p.runs(c):
+                    channels[(c, run)] = int(p._run(c, run)["spectra"].shape[1])
+
+    tables, spes = _walk(folder)
+    itrax_dirs = itrax_folders(folder, tables, spes)
+    ava_files = [s for s in spes if not any(d in s.parents for d in itrax_dirs)]
+    report.scanner = "+".join(n for n, ok in (("avaatech", ava_files), ("itrax", itrax_dirs)) if ok)
+    if not spes:
+        raise ValueError(f"{folder}: no spectrum files (.spe) found")
+
+    records: list[SpectrumRecord] = []
+    rows: dict[str, FileResult] = {}      # by relative path, in file order
+    seen: dict[str, str] = {}             # sha256 -> first file of this import
+    total = len(ava_files) + len(itrax_dirs)
+    step = max(1, total // 200)
+
+    def accept(rec: SpectrumRecord, rel: str) -> None:
+        if core:
+            rec.core = core
+        if rec.sha256 in known:
+            rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[rec.sha256]})")
+        elif rec.sha256 in seen:
+            rows[rel] = FileResult(rel, "skipped", f"same content as {seen[rec.sha256]}")
+        else:
+            seen[rec.sha256] = rel
+            records.append(rec)
+            status = "warning" if rec.warnings else "ok"
+            rows[rel] = FileResult(rel, status, "; ".join(rec.warnings), rec.core, rec.run_key)
+
+    for i, path in enumerate(ava_files):
+        if token is not None:
+            token.raise_if_cancelled()
+        if i % step == 0:
+            progress(i, total, f"reading {path.name}")
+        rel = _rel(path, folder)
+        try:
+            data = _read_bytes(path)
+        except OSError as exc:
+            rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in known:
+            rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[sha]})")
+            continue
+        try:
+            rec = avaatech.read_record(path, folder, core=core, section_unit=section_unit)
+        except ParseError as exc:
+            rows[rel] = FileResult(rel, "rejected", exc.problem)
+            continue
+        except OSError as exc:
+            rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
+            continue
+        accept(rec, rel)
+
+    for j, d in enumerate(itrax_dirs):
+        if token is not None:
+            token.raise_if_cancelled()
+        progress(len(ava_files) + j, total, f"reading Itrax folder {d.name}")
+        _import_itrax_dir(d, folder, spes, accept, rows)
+
+    _check_channels(records, rows, channels)
+    records = [r for r in records if rows[r.source_path].status != "rejected"]
+    report.files = list(rows.values())
+    if token is not None:
+        token.raise_if_cancelled()
+    progress(total, total, "writing the project")
+
+    groups = store.group_records(records)
+    log = [{"time": started, "folder": report.folder, "file": f.path, "status": f.status,
+            "message": f.message} for f in report.files]
+    with store.transaction(project_path) as p:
+        for n, ((c, run), recs) in enumerate(sorted(groups.items())):
+            if token is not None:
+                token.raise_if_cancelled()
+            progress(n, len(groups), f"writing {c}/{run}")
+            report.written[f"{c}/{run}"] = p.write_run(c, run, recs)
+        p.append_import_log(log)
+        if token is not None:
+            token.raise_if_cancelled()   # last chance: nothing is replaced before this returns
+    progress(len(groups), len(groups), "done")
+    return report
+
+
+def _import_itrax_dir(d: Path, root: Path, spes: list[Path], accept, rows: dict) -> None:
+    """One Itrax scan folder: its reader reads the spectra and the result-table calibration."""
+    prefix = _rel(d, root)
+    prefix = "" if prefix in ("", ".") else prefix + "/"
+    mine = [s for s in spes if d in s.parents]
+    try:
+        from xrfcore.io import itrax
+        recs = itrax.read_itrax_folder(d)
+    except ParseError as exc:
+        for s in mine:
+            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected", exc.problem)
+        return
+    except OSError as exc:
+        for s in mine:
+            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected", _cannot_read(exc))
+        return
+    except ImportError:
+        for s in mine:
+            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected",
+                                             "Itrax files cannot be read by this xrfcore version")
+        return
+    for rec in recs:
+        rel = prefix + rec.source_path
+        rec.source_path = rel
+        accept(rec, rel)
+
+
+def _check_channels(records: list[SpectrumRecord], rows: dict,
+                    existing: dict[tuple[str, str], int]) -> None:
+    """A run holds one channel count: reject records that differ from the stored run, or
+    from the majority of the new records of that run."""
+    by_run: dict[tuple[str, str], list[SpectrumRecord]] = {}
+    for r in records:
+        by_run.setdefault((r.core, r.run_key), []).append(r)
+    for (c, run), recs in by_run.items():
+        major = existing.get((store.safe_name(c), store.safe_name(run)))
+        if major is None:
+            sizes = Counter(len(r.counts) for r in recs)
+            if len(sizes) < 2:
+                continue
+            major = sizes.most_common(1)[0][0]
+        for r in recs:
+            if len(r.counts) != major:
+                rows[r.source_path] = FileResult(
+                    r.source_path, "rejected",
+                    f"{len(r.counts)} channels, the other spectra of run {c}/{run} have {major}")
