@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xrfcore.jobs import CancelToken, Cancelled
+from xrfcore.train import finetune as ft
+
+CH = 256
+
+
+def micro_cfg():
+    from xrfcore.model.config import ModelConfig
+    return ModelConfig.preset("tiny", channels=CH, embed_dim=32, depth=2, num_heads=2,
+                              decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+
+
+def synthetic(n, seed=0, cores=6):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, CH)
+    a = np.exp(-((x - 0.3) / 0.02) ** 2) + 0.02
+    b = np.exp(-((x - 0.7) / 0.03) ** 2) + 0.02
+    share = rng.uniform(0.05, 0.95, n)
+    X = rng.poisson(3000 * (share[:, None] * a + (1 - share[:, None]) * b)).astype(float)
+    y = pd.DataFrame({"CaCO3": 90 * share + 2, "TOC": 0.2 + 2 * (1 - share)})
+    groups = np.array([f"C{i % cores}" for i in range(n)])
+    return X, y, groups
+
+
+@pytest.fixture(scope="module")
+def base_path(tmp_path_factory):
+    from xrfcore.model import checkpoint
+    from xrfcore.model.mae import MaskedAutoencoderViT
+    from xrfcore.model.transforms import ZScore
+
+    torch.manual_seed(0)
+    mae = MaskedAutoencoderViT(micro_cfg())
+    # a few hundred steps of masked modelling so reconstruction errors mean something
+    X, _, _ = synthetic(512, seed=11)
+    Xin = torch.from_numpy(ZScore().apply(X))
+    opt = torch.optim.AdamW(mae.parameters(), lr=2e-3)
+    for step in range(150):
+        idx = torch.randint(0, len(Xin), (64,))
+        loss, _, _ = mae(Xin[idx], 0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    p = tmp_path_factory.mktemp("base") / "base"
+    checkpoint.save(p, mae, {"transform": ZScore().to_dict(), "simulated_data": True})
+    return p
+
+
+def test_conformal_quantile_and_splits():
+    r = np.arange(1, 20)  # 19 residuals: k = ceil(20 * 0.9) = 18
+    assert ft.conformal_quantile(r, 0.1) == 18
+    assert ft.conformal_quantile(r[:5], 0.1) == float("inf")
+    tr, va, note = ft.split_indices(100, np.repeat(list("ABCDE"), 20), "cores", 0.2, seed=1)
+    assert len(va) == 20 and set(np.repeat(list("ABCDE"), 20)[va]).__len__() == 1 and "cores" in note
+    tr, va, note = ft.split_indices(100, None, "random", 0.2)
+    assert len(va) == 20 and len(set(tr) | set(va)) == 100
+    folds = ft.kfold_indices(30, np.repeat(list("ABC"), 10), "cores", 5)
+    assert len(folds) == 3 and all(len(te) == 10 for _, te in folds)
+
+
+def test_conformal_coverage_on_exchangeable_data():
+    rng = np.random.default_rng(0)
+    cover = []
+    for _ in range(200):
+        cal, test = rng.normal(size=200), rng.normal(size=1000)
+        q = ft.conformal_quantile(cal, 0.1)
+        cover.append(np.mean(np.abs(test) <= q))
+    assert 0.88 <= np.mean(cover) <= 0.92
+
+
+def test_head_mode_learns_and_saves(tmp_path, base_path):
+    X, y, g = synthetic(120)
+    y.loc[:9, "TOC"] = np.nan
+    calls = []
+    reg, card = ft.finetune(base_path, X, y, groups=g, mode="head", out=tmp_path / "m",
+                            labels_info={"sha256": "x"}, progress=lambda d, t, m="": calls.append(d))
+    assert card["mode"] == "head" and card["targets"] == ["CaCO3", "TOC"]
+    assert card["metrics"]["CaCO3"]["r2"] > 0.8
+    assert card["labels"]["n_per_target"]["TOC"] == 110
+    assert card["conformal"]["CaCO3"]["q"] > 0 and card["ood"]["p99"] > 0
+    assert card["simulated_data"] is True and card["base_model"]["weights_sha256"]
+    saved = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert saved["id"].startswith("regressor-") and (tmp_path / "m" / "base_mae.safetensors").exists()
+    pr = ft.Predictor(tmp_path / "m", device="cpu")
+    Xt, yt, _ = synthetic(60, seed=5)
+    df = pr.predict_counts(Xt)
+    r2 = 1 - ((df.CaCO3 - yt.CaCO3) ** 2).sum() / ((yt.CaCO3 - yt.CaCO3.mean()) ** 2).sum()
+    assert r2 > 0.8
+    assert ((df.CaCO3_lo <= df.CaCO3) & (df.CaCO3 <= df.CaCO3_hi)).all()
+    assert df[["CaCO3", "TOC"]].min().min() >= 0 and df[["CaCO3", "TOC"]].max().max() <= 100
+    # an odd spectrum (flat noise) has a high out-of-distribution score
+    odd = np.random.default_rng(1).poisson(50, size=(3, CH)).astype(float)
+    d2 = pr.predict_counts(np.vstack([Xt[:20], odd]))
+    assert d2.ood_score[20:].min() > d2.ood_score[:20].median()
+
+
+@pytest.mark.parametrize("mode", ["full", "scratch"])
+def test_full_and_scratch_modes_run(base_path, mode):
+    X, y, g = synthetic(60)
+    reg, card = ft.finetune(base_path, X, y[["CaCO3"]], groups=g, mode=mode, epochs=3, batch_size=16,
+                            targets=("CaCO3",))
+    assert card["targets"] == ["CaCO3"] and len(card["history"]) <= 3
+    assert card["metrics"]["CaCO3"]["n"] > 0 and "validation cores" in card["validation"]["scheme"]
+
+
+def test_cancel_and_bad_input(base_path):
+    X, y, g = synthetic(30)
+    tok = CancelToken()
+    tok.cancel()
+    with pytest.raises(Cancelled):
+        ft.finetune(base_path, X, y, groups=g, mode="full", epochs=2, token=tok)
+    with pytest.raises(ValueError, match="do not match"):
+        ft.finetune(base_path, X[:5], y, mode="head")
+    with pytest.raises(ValueError, match="mode"):
+        ft.finetune(base_path, X, y, mode="nope")
+    with pytest.raises(ValueError, match="needs a pretrained"):
+        ft.finetune(None, X, y, mode="head")

@@ -1,0 +1,544 @@
+"""Fine-tuning: a pretrained encoder (or a fresh one) -> CaCO3 / TOC regressor with a model card.
+
+Modes
+- ``head``: encoder frozen; embeddings computed once, then a ridge head per target (alpha by
+  generalised cross-validation). Metrics and conformal residuals come from k-fold out-of-fold
+  predictions (folds of whole cores with ``val="cores"``), then the head is refitted on all labels.
+  Seconds for thousands of labels on a CPU.
+- ``full``: all weights, AdamW, warm-up + cosine, gradient clipping, early stopping on a held-out
+  validation split (whole cores or random); the head starts from the ridge fit (linear probe, then
+  fine-tune), which keeps the pretrained features from being wrecked by a random head.
+- ``scratch``: same architecture and loop as ``full`` from random weights, for comparison.
+
+Targets are z-scored for training (statistics in the card); predictions are de-normalised and
+clamped to [0, 100]. Split-conformal intervals: the card stores, per target, the (1 - alpha)
+quantile of the absolute validation residuals with the finite-sample correction.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xrfcore.jobs import CancelToken, no_progress
+
+TARGETS = ("CaCO3", "TOC")
+MODES = ("head", "full", "scratch")
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "head"
+    targets: tuple = TARGETS
+    val: str = "cores"               # "cores" (whole cores held out) or "random"
+    val_fraction: float = 0.2
+    folds: int = 5                   # head mode: k-fold out-of-fold residuals
+    epochs: int = 60                 # full / scratch
+    lr: float = 2e-4                 # full: encoder learning rate (head gets 10x)
+    lr_scratch: float = 5e-4
+    weight_decay: float = 0.05
+    batch_size: int = 32
+    warmup_epochs: int = 3
+    patience: int = 10
+    clip_grad: float = 1.0
+    alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
+    ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
+    ood_seeds: tuple = (0, 1, 2)
+    ood_mask_ratio: float = 0.5
+    ood_reference_max: int = 4000
+    seed: int = 0
+    device: str = "auto"
+    embed_batch: int = 256
+    size: str = "tiny"               # scratch without a base model: architecture preset
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.val not in ("cores", "random"):
+            raise ValueError(f"validation must be 'cores' or 'random', not {self.val!r}")
+        bad = [t for t in self.targets if t not in TARGETS]
+        if bad or not self.targets:
+            raise ValueError(f"targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad or ['none']))}")
+        self.targets = tuple(self.targets)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but no CUDA GPU is available (use --device cpu)")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def conformal_quantile(residuals, alpha: float = 0.1) -> float:
+    """Split-conformal half-width: the ceil((n+1)(1-alpha))-th smallest |residual| (inf if n too small)."""
+    r = np.sort(np.abs(np.asarray(residuals, float)[np.isfinite(residuals)]))
+    n = len(r)
+    k = math.ceil((n + 1) * (1 - alpha))
+    if n == 0 or k > n:
+        return float("inf")
+    return float(r[k - 1])
+
+
+def regression_metrics(y, p) -> dict:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    ok = np.isfinite(y) & np.isfinite(p)
+    y, p = y[ok], p[ok]
+    if len(y) == 0:
+        return {"n": 0, "r2": None, "rmse": None, "mae": None}
+    ss = ((y - y.mean()) ** 2).sum()
+    return {"n": int(len(y)), "r2": float(1 - ((y - p) ** 2).sum() / ss) if ss > 0 else None,
+            "rmse": float(np.sqrt(((y - p) ** 2).mean())), "mae": float(np.abs(y - p).mean())}
+
+
+def split_indices(n: int, groups=None, val: str = "cores", fraction: float = 0.2, seed: int = 0):
+    """(train_idx, val_idx, note): whole groups (cores) held out, or a random split."""
+    rng = np.random.default_rng(seed)
+    n_val = max(1, int(round(n * fraction))) if n >= 4 else 0
+    if n_val == 0:
+        return np.arange(n), np.arange(0), "too few labels for a validation split"
+    if val == "cores" and groups is not None:
+        g = np.asarray(groups)
+        uniq = rng.permutation(np.unique(g))
+        if len(uniq) >= 2:
+            chosen, count = [], 0
+            for c in uniq:
+                if count >= n_val or len(chosen) >= len(uniq) - 1:
+                    break
+                chosen.append(c)
+                count += int((g == c).sum())
+            vmask = np.isin(g, chosen)
+            return np.flatnonzero(~vmask), np.flatnonzero(vmask), f"validation cores: {', '.join(map(str, chosen))}"
+        note = "one core only: random validation split instead of whole cores"
+    else:
+        note = "random validation split"
+    perm = rng.permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val]), note
+
+
+def kfold_indices(n: int, groups=None, val: str = "cores", k: int = 5, seed: int = 0):
+    """Folds as a list of (train_idx, test_idx): by whole groups when val == 'cores' and possible."""
+    rng = np.random.default_rng(seed)
+    if val == "cores" and groups is not None:
+        g = np.asarray(groups)
+        uniq = rng.permutation(np.unique(g))
+        if len(uniq) >= 2:
+            kk = min(k, len(uniq))
+            fold_of = {c: i % kk for i, c in enumerate(uniq)}
+            f = np.array([fold_of[c] for c in g])
+            return [(np.flatnonzero(f != i), np.flatnonzero(f == i)) for i in range(kk)]
+    kk = min(k, n)
+    f = rng.permutation(np.arange(n) % kk)
+    return [(np.flatnonzero(f != i), np.flatnonzero(f == i)) for i in range(kk)]
+
+
+# --------------------------------------------------------------------------- model pieces
+
+def load_base(model_or_path):
+    """(MaskedAutoencoderViT or SpectrumRegressor, card, path or None) from a module+card or a path."""
+    from xrfcore.model import checkpoint
+
+    if isinstance(model_or_path, tuple):
+        model, card = model_or_path
+        return model, card, None
+    model, card = checkpoint.load(model_or_path)
+    return model, card, str(checkpoint.paths(model_or_path)[0].with_suffix(""))
+
+
+@torch.no_grad()
+def embed_inputs(encoder, Xin: np.ndarray, *, device, batch: int = 256, progress=no_progress,
+                 token=None, msg="embedding") -> np.ndarray:
+    encoder = encoder.to(device).eval()
+    out = []
+    for i in range(0, len(Xin), batch):
+        if token is not None:
+            token.raise_if_cancelled()
+        xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(device)
+        with _autocast(device):
+            out.append(encoder.embed(xb).float().cpu().numpy())
+        progress(min(i + batch, len(Xin)), len(Xin), msg)
+    return np.concatenate(out) if out else np.zeros((0, encoder.cfg.embed_dim), np.float32)
+
+
+def fixed_masks(cfg, seeds, mask_ratio: float) -> list[torch.Tensor]:
+    """One patch mask per seed, the same for every spectrum (so scores do not depend on batching)."""
+    L = cfg.num_patches
+    n_hide = min(L - 1, max(1, int(round(L * mask_ratio))))
+    masks = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        m = torch.zeros(L, dtype=torch.bool)
+        m[torch.randperm(L, generator=g)[:n_hide]] = True
+        masks.append(m)
+    return masks
+
+
+@torch.no_grad()
+def reconstruction_errors(mae, Xin: np.ndarray, *, seeds=(0, 1, 2), mask_ratio: float = 0.5,
+                          device="cpu", batch: int = 256, progress=no_progress, token=None) -> np.ndarray:
+    """Mean masked-patch MSE of the autoencoder per spectrum, averaged over fixed masks (seeds)."""
+    mae = mae.to(device).eval()
+    masks = [m.to(device) for m in fixed_masks(mae.cfg, seeds, mask_ratio)]
+    out = np.zeros(len(Xin), np.float64)
+    for i in range(0, len(Xin), batch):
+        if token is not None:
+            token.raise_if_cancelled()
+        xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(device)
+        acc = torch.zeros(len(xb), device=device)
+        for m in masks:
+            with _autocast(device):
+                _, pred, mask = mae(xb, mask=m)
+            acc += mae.loss_per_sample(xb, pred.float(), mask)
+        out[i:i + len(xb)] = (acc / len(masks)).cpu().numpy()
+        progress(min(i + batch, len(Xin)), len(Xin), "reconstruction error")
+    return out
+
+
+def _set_head(reg, W: np.ndarray, b: np.ndarray) -> None:
+    lin = reg.fc[0]
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(W, dtype=lin.weight.dtype))
+        lin.bias.copy_(torch.as_tensor(b, dtype=lin.bias.dtype))
+
+
+def fit_ridge_head(E: np.ndarray, Z: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray, list]:
+    """Ridge per target on standardised embeddings, folded back into one Linear (W, b)."""
+    from sklearn.linear_model import RidgeCV
+
+    mu, sd = E.mean(0), E.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    Es = (E - mu) / sd
+    W = np.zeros((Z.shape[1], E.shape[1]))
+    b = np.zeros(Z.shape[1])
+    chosen = []
+    for j in range(Z.shape[1]):
+        ok = np.isfinite(Z[:, j])
+        if ok.sum() < 2:
+            chosen.append(None)
+            continue
+        r = RidgeCV(alphas=alphas).fit(Es[ok], Z[ok, j])
+        W[j] = r.coef_ / sd
+        b[j] = r.intercept_ - float((r.coef_ * mu / sd).sum())
+        chosen.append(float(r.alpha_))
+    return W, b, chosen
+
+
+# --------------------------------------------------------------------------- main entry
+
+def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
+             config: FinetuneConfig | None = None, reference=None, labels_info: dict | None = None,
+             simulated: bool | None = None, out: str | Path | None = None,
+             progress=no_progress, token: CancelToken | None = None, **overrides):
+    """Fine-tune on labelled spectra.
+
+    model_or_path: a pretrained model path (or (model, card)); None only with mode="scratch".
+    X: (n, C) counts (mean spectrum per lab sample); grid: their energy grid (resampled to the
+    model's when it differs). y: DataFrame with CaCO3 and/or TOC (NaN = not measured).
+    groups: core of each sample (for whole-core validation). reference: single spectra (counts)
+    for the out-of-distribution reference distribution (default: X). out: folder to save
+    ``model`` (+ ``base_mae`` for the OOD score) into. Returns (regressor, card).
+    """
+    from xrfcore.model import transforms as tfm
+    from xrfcore.model.config import ModelConfig
+    from xrfcore.model.mae import MaskedAutoencoderViT
+    from xrfcore.model.regressor import SpectrumRegressor
+
+    cfg = config or FinetuneConfig()
+    if overrides:
+        cfg = FinetuneConfig(**{**asdict(cfg), **overrides})
+    token = token or CancelToken()
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    targets = [t for t in cfg.targets if t in y.columns and y[t].notna().sum() >= 2]
+    if not targets:
+        raise ValueError(f"no target with at least 2 labels among {', '.join(cfg.targets)}")
+    X = np.asarray(X)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"spectra ({X.shape}) and labels ({len(y)} rows) do not match")
+    if len(X) < 3:
+        raise ValueError(f"only {len(X)} labelled samples; need at least 3")
+
+    base, base_card, base_path = (None, None, None)
+    if model_or_path is not None:
+        base, base_card, base_path = load_base(model_or_path)
+    elif cfg.mode != "scratch":
+        raise ValueError(f"mode {cfg.mode!r} needs a pretrained model")
+    mcfg = base.cfg if base is not None else ModelConfig.preset(cfg.size)
+    mcfg = mcfg.replace(n_outputs=len(targets), head="linear")
+    transform = tfm.from_dict(base_card["transform"]) if base_card else tfm.make_transform("zscore")
+    if transform.name == "global" and getattr(transform, "mean", None) is None:
+        transform.fit(tfm.window(X, mcfg, grid))
+    Xin = tfm.prepare(X, mcfg, transform, src_grid=grid)
+
+    Y = y[targets].to_numpy(float)
+    mean = np.nanmean(Y, 0)
+    std = np.nanstd(Y, 0)
+    std = np.where(std > 1e-6, std, 1.0)
+    Z = (Y - mean) / std
+    n = len(X)
+
+    # --- the regressor
+    reg = SpectrumRegressor(mcfg)
+    if cfg.mode != "scratch":
+        reg.load_encoder(base)
+    reg.to(device)
+    progress(0, 1, "embedding labelled spectra")
+
+    oof = np.full_like(Y, np.nan)   # out-of-fold / validation predictions (wt%)
+    history: list[dict] = []
+    val_note = ""
+    if cfg.mode == "head":
+        E = embed_inputs(reg, Xin, device=device, batch=cfg.embed_batch, token=token, progress=progress)
+        folds = kfold_indices(n, groups, cfg.val, cfg.folds, cfg.seed)
+        val_note = f"{len(folds)}-fold out-of-fold ({'whole cores' if cfg.val == 'cores' and groups is not None and len(set(groups)) > 1 else 'random'})"
+        for tr, te in folds:
+            token.raise_if_cancelled()
+            if len(tr) < 2 or len(te) == 0:
+                continue
+            W, b, _ = fit_ridge_head(E[tr], Z[tr], cfg.ridge_alphas)
+            oof[te] = (E[te] @ W.T + b) * std + mean
+        W, b, ridge_alpha = fit_ridge_head(E, Z, cfg.ridge_alphas)
+        _set_head(reg, W, b)
+        val_idx = np.arange(n)
+        history.append({"ridge_alpha": dict(zip(targets, ridge_alpha))})
+    else:
+        tr, va, val_note = split_indices(n, groups, cfg.val, cfg.val_fraction, cfg.seed)
+        if cfg.mode == "full":  # linear probe first (on training rows only)
+            E = embed_inputs(reg, Xin[tr], device=device, batch=cfg.embed_batch, token=token)
+            W, b, _ = fit_ridge_head(E, Z[tr], cfg.ridge_alphas)
+            _set_head(reg, W, b)
+        history = _train_loop(reg, Xin, Z, tr, va, cfg, device, progress, token)
+        if len(va):
+            oof[va] = _predict_norm(reg, Xin[va], device, cfg.embed_batch) * std + mean
+        val_idx = va
+    reg.eval().cpu()
+    oof = np.clip(oof, 0, 100)
+
+    metrics, conformal = {}, {}
+    for j, t in enumerate(targets):
+        yy, pp = Y[val_idx, j], oof[val_idx, j]
+        metrics[t] = regression_metrics(yy, pp)
+        res = (yy - pp)[np.isfinite(yy) & np.isfinite(pp)]
+        q = conformal_quantile(res, cfg.alpha)
+        conformal[t] = {"alpha": cfg.alpha, "q": q if math.isfinite(q) else None, "n": int(len(res)),
+                        "residual_quantiles": {str(p): float(np.quantile(res, p / 100)) for p in
+                                               (5, 25, 50, 75, 95)} if len(res) else {}}
+
+    # --- out-of-distribution reference: the pretrained autoencoder's error on training spectra
+    ood = None
+    mae = base if isinstance(base, MaskedAutoencoderViT) else None
+    if mae is not None:
+        ref = np.asarray(reference) if reference is not None else X
+        if len(ref) > cfg.ood_reference_max:
+            ref = ref[np.random.default_rng(cfg.seed).choice(len(ref), cfg.ood_reference_max, replace=False)]
+        errs = reconstruction_errors(mae, tfm.prepare(ref, mae.cfg, transform, src_grid=grid),
+                                     seeds=cfg.ood_seeds, mask_ratio=cfg.ood_mask_ratio, device=device,
+                                     batch=cfg.embed_batch, token=token)
+        mae.cpu()
+        ood = {"mae_file": "base_mae", "seeds": list(cfg.ood_seeds), "mask_ratio": cfg.ood_mask_ratio,
+               "reference_n": int(len(errs)), "reference": "single training spectra" if reference is not None
+               else "labelled (averaged) spectra", "p99": float(np.quantile(errs, 0.99)),
+               "quantiles": {str(p): float(np.quantile(errs, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)}}
+
+    card = {
+        "transform": transform.to_dict(),
+        "task": "regression", "targets": targets, "mode": cfg.mode,
+        "target_stats": {t: {"mean": float(mean[j]), "std": float(std[j])} for j, t in enumerate(targets)},
+        "clamp": [0.0, 100.0],
+        "base_model": None if base_card is None else {
+            "id": base_card.get("id"), "weights_sha256": base_card.get("weights_sha256"),
+            "path": base_path, "simulated_data": base_card.get("simulated_data")},
+        "labels": dict(labels_info or {}, n=int(n), n_per_target={t: int(np.isfinite(Y[:, j]).sum())
+                                                                   for j, t in enumerate(targets)},
+                       n_cores=int(len(set(groups))) if groups is not None else None),
+        "seeds": {"seed": cfg.seed},
+        "finetune_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "validation": {"scheme": val_note, "n": int(len(val_idx))},
+        "metrics": metrics,
+        "conformal": conformal,
+        "ood": ood,
+        "simulated_data": bool(simulated) if simulated is not None else
+        (base_card or {}).get("simulated_data"),
+        "history": history,
+        "train_seconds": round(time.time() - t0, 2),
+        "device": str(device),
+    }
+    if out is not None:
+        card = save_finetuned(out, reg, card, mae, base_card)
+    progress(1, 1, "done")
+    return reg, card
+
+
+def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None) -> dict:
+    """Save ``out/model`` (+ ``out/base_mae`` for the OOD score); returns the full saved card."""
+    import json
+
+    from xrfcore.model import checkpoint
+
+    out = Path(out)
+    if mae is not None and card.get("ood"):
+        bc = {k: v for k, v in (base_card or {}).items() if k not in ("config", "weights_sha256", "id", "kind")}
+        bc.setdefault("transform", card["transform"])
+        checkpoint.save(out / "base_mae", mae, bc)
+    path = checkpoint.save(out / "model", reg, card)
+    return json.loads(Path(path).read_text())
+
+
+def _predict_norm(reg, Xin, device, batch) -> np.ndarray:
+    reg.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(Xin), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(device)
+            with _autocast(device):
+                out.append(reg(xb).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, reg.cfg.n_outputs))
+
+
+def _train_loop(reg, Xin, Z, tr, va, cfg: FinetuneConfig, device, progress, token) -> list[dict]:
+    """AdamW + warm-up/cosine + clipping; early stopping on validation loss; best weights kept."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    head = [p for n_, p in reg.named_parameters() if n_.startswith("fc.") and p.requires_grad]
+    body = [p for n_, p in reg.named_parameters() if not n_.startswith("fc.") and p.requires_grad]
+    lr = cfg.lr if cfg.mode == "full" else cfg.lr_scratch
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": lr * 10}],
+                            betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    base_lrs = [lr, lr * 10]
+    Xt = torch.from_numpy(np.ascontiguousarray(Xin))
+    Zt = torch.from_numpy(Z.astype(np.float32))
+    steps_per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    best, best_state, bad, step, hist = float("inf"), None, 0, 0, []
+
+    def masked_mse(pred, z):
+        ok = torch.isfinite(z)
+        return ((pred - torch.nan_to_num(z)) ** 2 * ok).sum() / ok.sum().clamp(min=1)
+
+    for epoch in range(cfg.epochs):
+        reg.train()
+        perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)]
+        run = 0.0
+        for i in range(0, len(perm), cfg.batch_size):
+            token.raise_if_cancelled()
+            idx = perm[i:i + cfg.batch_size]
+            f = (step + 1) / max(1, warm) if step < warm else \
+                0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            for grp, b in zip(opt.param_groups, base_lrs):
+                grp["lr"] = b * f
+            xb, zb = Xt[idx].to(device), Zt[idx].to(device)
+            with _autocast(device):
+                pred = reg(xb).float()
+            loss = masked_mse(pred, zb)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning diverged (loss {loss.item()}) at epoch {epoch + 1}; "
+                                         "lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(reg.parameters(), cfg.clip_grad)
+            opt.step()
+            run += loss.item() * len(idx)
+            step += 1
+        rec = {"epoch": epoch + 1, "train_loss": run / max(1, len(tr))}
+        if len(va):
+            pv = torch.from_numpy(_predict_norm(reg, Xin[va], device, cfg.embed_batch))
+            vl = float(masked_mse(pv, Zt[va]))
+            rec["val_loss"] = vl
+            if vl < best - 1e-6:
+                best, bad = vl, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in reg.state_dict().items()}
+            else:
+                bad += 1
+        hist.append(rec)
+        progress(epoch + 1, cfg.epochs, f"epoch {epoch + 1}: train {rec['train_loss']:.3f}"
+                 + (f" val {rec['val_loss']:.3f}" if "val_loss" in rec else ""))
+        if len(va) and bad >= cfg.patience:
+            break
+    if best_state is not None:
+        reg.load_state_dict(best_state)
+    return hist
+
+
+# --------------------------------------------------------------------------- applying a fine-tuned model
+
+class Predictor:
+    """A saved fine-tuned model ready to predict wt% with intervals and an OOD score."""
+
+    def __init__(self, path, device: str = "auto"):
+        from xrfcore.model import checkpoint, transforms as tfm
+
+        self.path = Path(path)
+        self.device = resolve_device(device)
+        self.model, self.card = checkpoint.load(path)
+        if self.card.get("task") != "regression":
+            raise ValueError(f"{path}: not a fine-tuned regression model (kind {self.card.get('kind')!r})")
+        self.transform = tfm.from_dict(self.card["transform"])
+        self.targets = list(self.card["targets"])
+        self.mae = None
+        ood = self.card.get("ood")
+        if ood:
+            mae_path = checkpoint.paths(path)[0].parent / ood.get("mae_file", "base_mae")
+            if mae_path.with_suffix(".json").exists():
+                self.mae, _ = checkpoint.load(mae_path)
+
+    @property
+    def model_id(self) -> str:
+        return self.card["id"]
+
+    def predict_counts(self, counts, grid=None, *, batch: int = 256, progress=no_progress,
+                       token=None) -> pd.DataFrame:
+        from xrfcore.model import transforms as tfm
+
+        cfg = self.model.cfg
+        Xin = tfm.prepare(counts, cfg, self.transform, src_grid=grid)
+        outs = []
+        self.model.to(self.device).eval()
+        with torch.no_grad():
+            for i in range(0, len(Xin), batch):
+                if token is not None:
+                    token.raise_if_cancelled()
+                xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(self.device)
+                with _autocast(self.device):
+                    outs.append(self.model(xb).float().cpu().numpy())
+                progress(min(i + batch, len(Xin)), len(Xin), "predicting")
+        Zp = np.concatenate(outs) if outs else np.zeros((0, len(self.targets)))
+        df = pd.DataFrame(index=range(len(Xin)))
+        for j, t in enumerate(self.targets):
+            st = self.card["target_stats"][t]
+            p = np.clip(Zp[:, j] * st["std"] + st["mean"], 0, 100)
+            q = (self.card.get("conformal") or {}).get(t, {}).get("q")
+            q = np.inf if q is None else q
+            df[t], df[f"{t}_lo"], df[f"{t}_hi"] = p, np.clip(p - q, 0, 100), np.clip(p + q, 0, 100)
+        for t in TARGETS:
+            if t not in df:
+                df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
+        if self.mae is not None:
+            ood = self.card["ood"]
+            err = reconstruction_errors(self.mae, tfm.prepare(counts, self.mae.cfg, self.transform, src_grid=grid),
+                                        seeds=ood["seeds"], mask_ratio=ood["mask_ratio"], device=self.device,
+                                        batch=batch, token=token)
+            self.mae.cpu()
+            df["ood_score"] = err / ood["p99"] if ood["p99"] > 0 else np.inf
+            df["ood_flag"] = df["ood_score"] > 1.0
+        else:
+            df["ood_score"] = np.nan
+            df["ood_flag"] = False
+        self.model.cpu()
+        return df
