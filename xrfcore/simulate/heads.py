@@ -1,0 +1,143 @@
+"""Scanner heads (instrument states) and per-spectrum nuisances.
+
+A head is everything that is fixed for a project or a hardware configuration: tube, angles,
+windows, detector, electronics. Nuisances vary spectrum by spectrum: water film under the foil,
+helium loss and cracks, surface height (geometry), gain drift. Most geometric values are
+assumptions (no public drawing of the Avaatech prism); they are exposed here so they can be
+randomised for pretraining and recalibrated once real spectra of known composition exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str = "avaatech-a"
+    kv: float = 10.0
+    current_ua: float = 200.0
+    live_s: float = 10.0
+    tube_be_um: float = 125.0
+    tube_takeoff_deg: float = 20.0
+    rhl_scale: float = 1.6          # Ebel's Rh L output looks low vs real Rh-La/Fe (REALISM.md)
+    psi1_deg: float = 45.0          # incidence, from the core surface
+    psi2_deg: float = 45.0          # take-off towards the detector
+    path_in_cm: float = 1.5         # He-flushed path tube -> sample
+    path_out_cm: float = 1.0        # sample -> detector
+    air_fraction: float = 0.05      # residual air in the He flush (typical core)
+    ar_view_cm: float = 0.6         # effective length of air seen by tube and detector (Ar Ka)
+    foil_um: float = 4.0            # Ultralene-like foil, modelled as C3H6
+    film_um: float = 2.0            # mean pore-water film between foil and sediment (wet mud)
+    det_be_um: float = 12.5
+    det_dead_um: float = 0.1
+    det_si_um: float = 450.0
+    noise_ev: float = 90.0
+    fano: float = 0.115
+    tail_frac: float = 0.015
+    shelf_frac: float = 0.002
+    lld_kev: float = 0.55
+    channels: int = 2048
+    gain: float = 0.0200            # keV per channel
+    offset: float = 0.0             # keV
+    geometry: float = 1.6e-4        # G = Omega_tube * Omega_det / 4 pi (sr)
+    dead_time_us: float = 1.9
+    pileup_ns: float = 120.0
+
+    def replace(self, **kw) -> "Head":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def detector_key(self) -> tuple:
+        """Parameters the response matrix depends on."""
+        return (self.channels, self.gain, self.offset, self.noise_ev, self.fano, self.tail_frac,
+                self.shelf_frac, self.lld_kev, self.det_be_um, self.det_dead_um, self.det_si_um,
+                self.psi1_deg, self.psi2_deg, self.kv)
+
+
+# Named heads. "avaatech-b" stands for a replaced detector/head: thicker detector window, worse
+# resolution, different gain and geometry, older tube: Al/Si/S/Cl fall relative to Fe, peaks move
+# by channels, so a model trained on head A sees a shifted domain (as real head changes did).
+HEADS: dict[str, Head] = {
+    "avaatech-a": Head(),
+    "avaatech-b": Head(name="avaatech-b", det_be_um=25.0, det_dead_um=0.15, noise_ev=115.0,
+                       gain=0.0203, offset=-0.030, geometry=1.35e-4, psi1_deg=50.0, psi2_deg=42.0,
+                       tube_be_um=75.0, rhl_scale=1.3, foil_um=6.0, dead_time_us=2.1, pileup_ns=200.0),
+    "avaatech-c": Head(name="avaatech-c", current_ua=150.0, det_be_um=8.0, noise_ev=70.0,
+                       gain=0.0199, offset=0.020, geometry=1.8e-4, tube_takeoff_deg=25.0,
+                       air_fraction=0.08, dead_time_us=1.8, pileup_ns=80.0),
+}
+
+
+def get_head(name: str) -> Head:
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise ValueError(f"unknown scanner head {name!r}; known heads: {', '.join(sorted(HEADS))}") from None
+
+
+def random_head(rng: np.random.Generator, name: str, base: Head | None = None) -> Head:
+    """Domain randomisation of a head within the spec's plausible ranges."""
+    b = base or Head()
+    return b.replace(
+        name=name,
+        current_ua=float(rng.choice([150.0, 200.0, 250.0, 300.0])),
+        tube_be_um=float(rng.choice([75.0, 125.0])),
+        tube_takeoff_deg=float(rng.uniform(15, 30)),
+        rhl_scale=float(rng.uniform(1.0, 2.0)),
+        psi1_deg=float(np.round(rng.uniform(40, 55), 1)),
+        psi2_deg=float(np.round(rng.uniform(40, 55), 1)),
+        air_fraction=float(np.exp(rng.uniform(np.log(0.02), np.log(0.2)))),
+        foil_um=float(rng.uniform(3, 6)),
+        film_um=float(rng.uniform(1.0, 4.0)),
+        det_be_um=float(rng.uniform(8, 25)),
+        det_dead_um=float(rng.uniform(0.03, 0.2)),
+        noise_ev=float(rng.uniform(60, 130)),
+        gain=float(0.0200 * (1 + rng.uniform(-0.003, 0.003)) * rng.choice([0.99, 1.0, 1.0, 1.02])),
+        offset=float(rng.uniform(-0.04, 0.04)),
+        geometry=float(b.geometry * np.exp(rng.normal(0, 0.15))),
+        dead_time_us=float(rng.uniform(1.8, 2.2)),
+        pileup_ns=float(rng.uniform(50, 250)),
+        tail_frac=float(rng.uniform(0.008, 0.03)),
+    )
+
+
+@dataclass
+class Nuisance:
+    """Per-spectrum nuisances, arrays of length B."""
+
+    film_um: np.ndarray
+    air_fraction: np.ndarray
+    geometry_scale: np.ndarray
+    gain_scale: np.ndarray          # 1 + drift
+
+    def take(self, sl) -> "Nuisance":
+        return Nuisance(self.film_um[sl], self.air_fraction[sl], self.geometry_scale[sl], self.gain_scale[sl])
+
+
+def sample_nuisances(rng: np.random.Generator, head: Head, water: np.ndarray, *,
+                     crack_prob: float = 0.02, drift_sd: float = 1e-4) -> Nuisance:
+    """Film grows with water content (gamma-distributed); helium loss and cracks; surface height
+    (geometry x exp(N(0, 0.04))); gain drift as a random walk along the run."""
+    water = np.asarray(water, dtype=float)
+    n = len(water)
+    mean_film = head.film_um * np.clip(water / 0.55, 0.3, 3.0) ** 2
+    film = rng.gamma(3.0, mean_film / 3.0)
+    air = head.air_fraction * np.exp(rng.normal(0, 0.3, n))
+    geo = np.exp(rng.normal(0, 0.04, n))
+    crack = rng.random(n) < crack_prob
+    geo[crack] *= rng.uniform(0.3, 0.8, crack.sum())
+    air[crack] += rng.uniform(0.2, 0.8, crack.sum())
+    air = np.clip(air, 0.0, 1.0)
+    drift = np.cumsum(rng.normal(0, drift_sd, n))
+    return Nuisance(film_um=film, air_fraction=air, geometry_scale=geo, gain_scale=1.0 + drift)
+
+
+def fixed_nuisances(head: Head, n: int) -> Nuisance:
+    """No nuisance: the head's nominal film, air and geometry for every spectrum (tests)."""
+    return Nuisance(film_um=np.full(n, head.film_um), air_fraction=np.full(n, head.air_fraction),
+                    geometry_scale=np.ones(n), gain_scale=np.ones(n))
