@@ -180,10 +180,13 @@ def sort_and_flag(table):
     group = pd.DataFrame({"d": dkey, "n": keys["nodepth"],
                           "s": np.where(keys["nodepth"], keys["section"], ""),
                           "p": np.where(keys["nodepth"], keys["position"], 0.0),
-                          "r": keys["replicate"]})
-    # within a group rows are sorted by date then source: the last one is the latest
-    last = ~group.duplicated(keep="last").to_numpy()
-    cols["active"] = last & (cols["replicate"] == 0)
+                          "r": keys["replicate"], "date": keys["date"], "src": keys["source"]})
+    # latest date (then source path, for a stable choice) of each group is the active one
+    latest = group.sort_values(["d", "n", "s", "p", "r", "date", "src"], kind="stable")
+    last = latest.index[~latest.duplicated(["d", "n", "s", "p", "r"], keep="last").to_numpy()]
+    active = np.zeros(len(group), dtype=bool)
+    active[last.to_numpy()] = True
+    cols["active"] = active & (cols["replicate"] == 0)
     return counts, cols
 
 
