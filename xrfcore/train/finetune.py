@@ -79,8 +79,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
+def _autocast(device):
+    if torch.device(device).type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
@@ -542,3 +542,53 @@ class Predictor:
             df["ood_flag"] = False
         self.model.cpu()
         return df
+
+
+# --------------------------------------------------------------------------- project-level job
+
+def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None, depth_unit=None,
+                     run=None, tolerance_mm: float = 5.0, store_labels: bool = True,
+                     progress=no_progress, token: CancelToken | None = None, **cfg_fields):
+    """Read a lab CSV, match it to the project's spectra, fine-tune, save into ``out``.
+
+    The lab table is stored in the project (``write_labels``) after a successful fit. The OOD
+    reference is the single active spectra of the labelled cores. Returns (regressor, card, match).
+    """
+    from xrfcore import labels as lb, store as st
+
+    token = token or CancelToken()
+    lab = lb.read_lab_csv(labels_csv, mapping, depth_unit)
+    grid = None
+    if model_path is not None:
+        from xrfcore.model import checkpoint
+        from xrfcore.model.config import ModelConfig
+        grid = ModelConfig.from_dict(checkpoint.load_card(model_path)["config"]).grid()
+    match = lb.match_project(project_path, lab, run=run, tolerance_mm=tolerance_mm, grid=grid)
+    if len(match.samples) < 3:
+        raise ValueError(f"{labels_csv}: only {len(match.samples)} samples matched spectra in "
+                         f"{project_path} ({match.summary()}); first reasons: "
+                         + "; ".join(match.report["reason"].astype(str).head(3)))
+    refs = []
+    with st.Project.open(project_path) as p:
+        for core, key in match.samples[["core", "run"]].drop_duplicates().itertuples(index=False):
+            rd = p.read_run(core, key)
+            c = rd.counts
+            if grid is not None:
+                from xrfcore.labels import _to_grid
+                c = _to_grid(c, rd.grid, grid)
+            refs.append(c)
+    reference = np.vstack(refs) if refs else None
+    simulated = lab.simulated or None
+    reg, card = finetune(model_path, match.X, match.samples, groups=match.samples["core"].to_numpy(),
+                         grid=match.grid, reference=reference, out=out, progress=progress, token=token,
+                         labels_info={"file": str(Path(labels_csv).name), "sha256": lab.sha256,
+                                      "table_sha256": lb.label_hash(match.samples),
+                                      "matched": int(len(match.samples)),
+                                      "report_rows": int(len(match.report)), "simulated": lab.simulated},
+                         simulated=simulated, **cfg_fields)
+    if store_labels:
+        with st.transaction(project_path) as w:
+            w.write_labels(lab.samples, {"file": str(labels_csv), "sha256": lab.sha256,
+                                         "mapping": lab.mapping, "depth_unit": lab.depth_unit,
+                                         "simulated": lab.simulated})
+    return reg, card, match
