@@ -119,14 +119,15 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def itrax_folders(folder: Path, tables: list[Path], spes: list[Path]) -> list[Path]:
-    """Folders holding an Itrax result table with Lnnnnnn.spe files in or below them."""
+    """Itrax scan folders: a result table beside an ``XRF data`` folder or ``XRF Data.zip``."""
     out = []
     for t in tables:
         d = t.parent
-        if any(_ITRAX_SPE.match(s.name) and d in s.parents for s in spes) and d not in out:
+        names = {p.name.lower(): p for p in d.iterdir()}
+        has_data = ("xrf data" in names and names["xrf data"].is_dir()) or "xrf data.zip" in names
+        if has_data and d not in out:
             out.append(d)
-    # an outer folder already covers inner ones
-    return [d for d in out if not any(o != d and o in d.parents for o in out)]
+    return out
 
 
 def detect_scanner(folder: str | os.PathLike) -> str:
@@ -276,27 +277,26 @@ def _import_itrax_dir(d: Path, root: Path, spes: list[Path], accept, rows: dict)
     """One Itrax scan folder: its reader reads the spectra and the result-table calibration."""
     prefix = _rel(d, root)
     prefix = "" if prefix in ("", ".") else prefix + "/"
-    mine = [s for s in spes if d in s.parents]
+    mine = [_rel(s, root) for s in spes if d in s.parents]
+    errors: list[ParseError] = []
     try:
         from xrfcore.io import itrax
-        recs = itrax.read_itrax_folder(d)
-    except ParseError as exc:
-        for s in mine:
-            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected", exc.problem)
+        recs = itrax.read_itrax_folder(d, errors=errors)
+    except (ParseError, OSError, ImportError) as exc:
+        why = (exc.problem if isinstance(exc, ParseError) else _cannot_read(exc)
+               if isinstance(exc, OSError) else "Itrax files cannot be read by this xrfcore version")
+        for rel in mine:
+            rows[rel] = FileResult(rel, "rejected", why)
         return
-    except OSError as exc:
-        for s in mine:
-            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected", _cannot_read(exc))
-        return
-    except ImportError:
-        for s in mine:
-            rows[_rel(s, root)] = FileResult(_rel(s, root), "rejected",
-                                             "Itrax files cannot be read by this xrfcore version")
-        return
+    for err in errors:
+        rel = prefix + err.path
+        rows[rel] = FileResult(rel, "rejected", err.problem)
     for rec in recs:
         rel = prefix + rec.source_path
         rec.source_path = rel
         accept(rec, rel)
+    for rel in mine:       # e.g. sumspectra.spe: not one measurement
+        rows.setdefault(rel, FileResult(rel, "skipped", "not a measurement of the scan (not imported)"))
 
 
 def _check_channels(records: list[SpectrumRecord], rows: dict,

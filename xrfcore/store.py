@@ -162,7 +162,9 @@ def sort_and_flag(table):
 
     Rows sharing (depth rounded to 0.1 mm, replicate) are duplicates (rescans, overlapping
     section edges, ``0048`` vs ``048``): all are kept, the latest date is active. Rows without
-    a depth are keyed by (section, position). Replicates Rep1+ are kept but never active.
+    a depth are keyed by (section, position). Replicates Rep1+ are kept but not active where
+    the depth has a Rep0 (a depth measured only as Rep1, e.g. an Itrax _REP1 scan, keeps one
+    active row so it is not lost downstream).
     """
     counts, cols = table
     depth = cols["depth_mm"]
@@ -181,12 +183,13 @@ def sort_and_flag(table):
                           "s": np.where(keys["nodepth"], keys["section"], ""),
                           "p": np.where(keys["nodepth"], keys["position"], 0.0),
                           "r": keys["replicate"], "date": keys["date"], "src": keys["source"]})
-    # latest date (then source path, for a stable choice) of each group is the active one
+    # per depth: the lowest replicate present (Rep0 normally), latest date, then source path
+    group["r"] = -group["r"]
     latest = group.sort_values(["d", "n", "s", "p", "r", "date", "src"], kind="stable")
-    last = latest.index[~latest.duplicated(["d", "n", "s", "p", "r"], keep="last").to_numpy()]
+    last = latest.index[~latest.duplicated(["d", "n", "s", "p"], keep="last").to_numpy()]
     active = np.zeros(len(group), dtype=bool)
     active[last.to_numpy()] = True
-    cols["active"] = active & (cols["replicate"] == 0)
+    cols["active"] = active
     return counts, cols
 
 
