@@ -1,5 +1,170 @@
-"""Subcommands of `xrfcore` for this area (see xrfcore/cli.py)."""
+"""`xrfcore finetune | predict | export | bench` (see xrfcore/cli.py)."""
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the argparse sub-parsers."""
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on lab samples (CaCO3, TOC)")
+    p.add_argument("-p", "--project", required=True, help="project file (.h5)")
+    p.add_argument("--labels", required=True, help="lab samples CSV (core, depth interval or mid-depth, CaCO3, TOC)")
+    p.add_argument("--model", help="pretrained model (.safetensors/.json or folder); not needed for --mode scratch")
+    p.add_argument("--mode", choices=("head", "full", "scratch"), default="head")
+    p.add_argument("--targets", default="CaCO3,TOC", help="comma-separated: CaCO3, TOC or both")
+    p.add_argument("--val", choices=("cores", "random"), default="cores", help="validation by whole cores or random split")
+    p.add_argument("--epochs", type=int, default=60, help="epochs for full/scratch (early stopping)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (full: 2e-4, scratch: 5e-4)")
+    p.add_argument("--size", default="tiny", help="architecture for --mode scratch without --model")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", help="run key to match labels against (default: each core's 10 kV run)")
+    p.add_argument("--tolerance-mm", type=float, default=5.0, help="nearest-spectrum tolerance for mid-depths")
+    p.add_argument("--depth-unit", choices=("mm", "cm", "m"), help="unit of the depth columns (default: from names)")
+    p.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
+                   help="column mapping, e.g. --map top=Top --map CaCO3='Carb %%' (roles: core top bottom mid CaCO3 TOC sample)")
+    p.add_argument("--core", help="core name when the lab file has no core column")
+    p.add_argument("--no-store-labels", action="store_true", help="do not save the lab table into the project")
+    p.add_argument("-o", "--out", required=True, help="output folder for the fine-tuned model")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predict", help="predict CaCO3/TOC with intervals and OOD flags at every depth")
+    p.add_argument("model", help="fine-tuned model folder (or .safetensors/.json)")
+    p.add_argument("-p", "--project", required=True)
+    p.add_argument("--core", action="append", help="core (repeatable; default: all cores)")
+    p.add_argument("--run", help="run key (default: each core's 10 kV run)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--out", help="also export CSV: a file (one core) or a folder (one file per core)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export stored predictions of a core to CSV with a provenance header")
+    p.add_argument("-p", "--project", required=True)
+    p.add_argument("--core", required=True)
+    p.add_argument("--model", required=True, help="model id (as listed by `xrfcore info`)")
+    p.add_argument("-o", "--out", required=True, help="CSV file to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="run a benchmark (tests/benchmarks/) and print its table")
+    p.add_argument("which", choices=("accuracy", "throughput"))
+    p.add_argument("--quick", action="store_true", help="small version (minutes)")
+    p.add_argument("rest", nargs="*", help="further arguments for the benchmark script")
+    p.set_defaults(func=cmd_bench)
+
+
+def _mapping(items, core):
+    from xrfcore.cli import UserError
+
+    out = {}
+    for item in items:
+        role, sep, col = item.partition("=")
+        if not sep:
+            raise UserError(f"--map expects ROLE=COLUMN, got {item!r}")
+        out[role.strip()] = col
+    return out
+
+
+def cmd_finetune(args) -> int:
+    from xrfcore import labels as lb
+    from xrfcore.cli import UserError, progress_bar
+    from xrfcore.train.finetune import finetune_project
+
+    if args.mode != "scratch" and not args.model:
+        raise UserError(f"--mode {args.mode} needs a pretrained model (--model); "
+                        "train one with `xrfcore pretrain`, or use --mode scratch")
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    extra = {}
+    if args.lr is not None:
+        extra["lr" if args.mode == "full" else "lr_scratch"] = args.lr
+    mapping = _mapping(args.map, args.core)
+    # read first so a bad file fails with its own message before anything heavy starts
+    lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core)
+    bar = progress_bar(f"finetune ({args.mode})")
+    try:
+        reg, card, match = finetune_project(
+            args.project, args.labels, args.model, args.out, mapping=mapping or None,
+            depth_unit=args.depth_unit, run=args.run, tolerance_mm=args.tolerance_mm,
+            store_labels=not args.no_store_labels, progress=bar, core=args.core,
+            mode=args.mode, targets=targets, val=args.val, epochs=args.epochs,
+            batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size, **extra)
+    finally:
+        bar.close()
+    print(f"labels: {Path(args.labels).name}: {len(lab.samples)} samples read, {match.summary()}")
+    for note in lab.notes:
+        print(f"  note: {note}")
+    if len(match.report):
+        rep = match.report
+        print(f"  {len(rep)} row(s) not used or flagged (file line, core, reason):")
+        for r in rep.head(15).itertuples(index=False):
+            print(f"    line {r.source_row}  {r.core}  [{r.status}] {r.reason}")
+        if len(rep) > 15:
+            print(f"    ... and {len(rep) - 15} more")
+    print(f"model {card['id']} ({card['mode']}, validation: {card['validation']['scheme']})")
+    for t, m in card["metrics"].items():
+        q = card["conformal"][t]["q"]
+        r2 = "n/a" if m["r2"] is None else f"{m['r2']:.3f}"
+        rmse = "n/a" if m["rmse"] is None else f"{m['rmse']:.3f}"
+        qs = "n/a (too few validation labels)" if q is None else f"+-{q:.3f}"
+        print(f"  {t}: R2 {r2}  RMSE {rmse} wt%  (n={m['n']})  90% interval {qs}")
+    if card.get("simulated_data"):
+        print("  (trained on SIMULATED data)")
+    print(f"saved to {Path(args.out) / 'model.safetensors'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from xrfcore import export, store
+    from xrfcore.cli import progress_bar
+    from xrfcore.predict import predict_core
+    from xrfcore.train.finetune import Predictor
+
+    with store.Project.open(args.project) as p:
+        cores = args.core or p.cores()
+    pr = Predictor(args.model, device=args.device)
+    out = Path(args.out) if args.out else None
+    for core in cores:
+        bar = progress_bar(f"predict {core}")
+        try:
+            df = predict_core(args.project, core, args.model, args.run, progress=bar, predictor=pr)
+        finally:
+            bar.close()
+        ood = int(df["ood_flag"].sum())
+        line = f"{core}: {len(df)} depths, model {pr.model_id}, {ood} flagged out-of-distribution"
+        for t in ("CaCO3", "TOC"):
+            if df[t].notna().any():
+                line += f"; {t} {df[t].min():.2f}-{df[t].max():.2f} wt%"
+        print(line)
+        if out is not None:
+            path = out if (len(cores) == 1 and out.suffix.lower() == ".csv") else out / f"{core}_{pr.model_id}.csv"
+            export.write_predictions_csv(path, df, df.attrs["provenance"])
+            print(f"  wrote {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from xrfcore.predict import export_core
+
+    df = export_core(args.project, args.core, args.model, args.out)
+    print(f"wrote {len(df)} rows to {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from xrfcore.cli import UserError
+
+    root = Path(__file__).resolve().parents[1] / "tests" / "benchmarks"
+    script = root / f"bench_{args.which}.py"
+    if not script.exists():
+        raise UserError(f"benchmark script {script} not found (benchmarks ship with the source tree)")
+    argv = [str(script)] + (["--quick"] if args.quick else []) + list(args.rest)
+    old = sys.argv
+    sys.argv = argv
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    finally:
+        sys.argv = old
+    return 0

@@ -547,7 +547,7 @@ class Predictor:
 # --------------------------------------------------------------------------- project-level job
 
 def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None, depth_unit=None,
-                     run=None, tolerance_mm: float = 5.0, store_labels: bool = True,
+                     run=None, tolerance_mm: float = 5.0, store_labels: bool = True, core=None,
                      progress=no_progress, token: CancelToken | None = None, **cfg_fields):
     """Read a lab CSV, match it to the project's spectra, fine-tune, save into ``out``.
 
@@ -557,7 +557,7 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
     from xrfcore import labels as lb, store as st
 
     token = token or CancelToken()
-    lab = lb.read_lab_csv(labels_csv, mapping, depth_unit)
+    lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core)
     grid = None
     if model_path is not None:
         from xrfcore.model import checkpoint
