@@ -40,10 +40,13 @@ class SpeFile:
     first_channel: int
     last_channel: int
     warnings: list[str] = field(default_factory=list)
+    _index: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tag(self, name: str) -> str | None:
         """Value text of a tag, case-insensitive; None when the tag is absent or empty."""
-        key = _tag_index(self.tags).get(name.upper())
+        if self._index is None:  # built once; tags are not edited after parsing
+            self._index = _tag_index(self.tags)
+        key = self._index.get(name.upper())
         if key is None:
             return None
         value = self.tags[key].strip()
@@ -77,8 +80,9 @@ def _decode(data: bytes) -> str:
 def _looks_binary(data: bytes) -> bool:
     if b"\x00" in data:
         return True
-    bad = len(data) - len(data.translate(None, _CONTROL))
-    return bad > max(2, len(data) // 100)
+    head = data[:8192]  # control bytes later on fail the strict count check anyway
+    bad = len(head) - len(head.translate(None, _CONTROL))
+    return bad > max(2, len(head) // 100)
 
 
 def _lines(text: str) -> list[str]:
@@ -157,30 +161,21 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
 
 
 def _parse_header(lines: list[str], warnings: list[str]) -> dict[str, str]:
-    """Walk lines: a ``$TAG:`` line opens a tag; the lines up to the next tag are its value."""
+    """Walk lines: a ``$TAG:`` line opens a tag; the lines up to the next tag are its value.
+
+    A tag whose value line is missing gets "" (the scanner drops empty value lines).
+    """
     tags: dict[str, str] = {}
     current: str | None = None
     values: list[str] = []
     preamble: list[str] = []
-
-    def close() -> None:
-        if current is None:
-            return
-        key = current
-        if key in tags:
-            n = 2
-            while f"{current}#{n}" in tags:
-                n += 1
-            key = f"{current}#{n}"
-            warnings.append(f"tag ${current}: appears more than once; the first value is used")
-        tags[key] = "\n".join(values)
-
     for raw in lines:
         line = raw.strip()
-        if line.startswith("$"):
+        if line[:1] == "$":
             m = _TAG_LINE.match(line)
             if m:
-                close()
+                if current is not None:
+                    _store(tags, current, values, warnings)
                 current = m.group(1).strip()
                 inline = m.group(2).strip()
                 values = [inline] if inline else []
@@ -190,13 +185,25 @@ def _parse_header(lines: list[str], warnings: list[str]) -> dict[str, str]:
                 preamble.append(line)
         elif line or values:
             values.append(line)
-    close()
-    for key in list(tags):
-        tags[key] = tags[key].rstrip("\n")
+    if current is not None:
+        _store(tags, current, values, warnings)
     if preamble:
         tags["_preamble"] = "\n".join(preamble)
         warnings.append("text before the first tag was kept but not used")
     return tags
+
+
+def _store(tags: dict[str, str], name: str, values: list[str], warnings: list[str]) -> None:
+    while values and not values[-1]:
+        values.pop()
+    key = name
+    if key in tags:
+        n = 2
+        while f"{name}#{n}" in tags:
+            n += 1
+        key = f"{name}#{n}"
+        warnings.append(f"tag ${name}: appears more than once; the first value is used")
+    tags[key] = values[0] if len(values) == 1 else "\n".join(values)
 
 
 def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
@@ -249,16 +256,21 @@ def _int_after(prefix: str, text: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_HEADER_DATE = re.compile(r"^(\d{1,2})-(\d{1,2})-(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+
+
 def _parse_header_date(text: str | None) -> str | None:
+    """``MM-DD-YYYY HH:MM:SS`` (month first, as the scanner writes it) -> ISO; else None."""
     if not text:
         return None
-    t = " ".join(text.split())
-    for fmt in ("%m-%d-%Y %H:%M:%S", "%m-%d-%Y %H:%M", "%m-%d-%Y"):
-        try:
-            return datetime.strptime(t, fmt).isoformat()
-        except ValueError:
-            continue
-    return None
+    m = _HEADER_DATE.match(" ".join(text.split()))
+    if m is None:
+        return None
+    mo, day, year, hh, mi, ss = (int(g) if g else 0 for g in m.groups())
+    try:
+        return datetime(year, mo, day, hh, mi, ss).isoformat()
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- file names
@@ -706,7 +718,7 @@ def read_record(path, root=None, *, core: str | None = None,
 
 
 def _tag_present(spe: SpeFile, name: str) -> bool:
-    return name.upper() in _tag_index(spe.tags)
+    return any(k.upper() == name.upper() for k in spe.tags)
 
 
 # --------------------------------------------------------------------------- writing
