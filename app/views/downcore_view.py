@@ -121,6 +121,8 @@ class DowncoreView(QWidget):
             p.addItem(cur, ignoreBounds=True)
             self.cursors.append(cur)
         self.trace_items: dict[str, pg.PlotCurveItem] = {}
+        self._trace_plot = self.panels["traces"].plot
+        self._trace_plot.setVisible(False)  # shown when a trace is switched on
         self.depth_range = (0.0, 1.0)
         self.ood_spans: list[tuple[float, float]] = []
         self.glw.scene().sigMouseClicked.connect(self._on_click)
@@ -166,6 +168,7 @@ class DowncoreView(QWidget):
             self.trace_items[name] = item
         self.trace_items[name].setData(np.asarray(values, float), np.asarray(depth, float),
                                        connect="finite")
+        self._trace_plot.setVisible(True)
         panel.plot.setLabel("top", ", ".join(self.trace_items))
 
     def remove_trace(self, name: str) -> None:
@@ -173,6 +176,7 @@ class DowncoreView(QWidget):
         if item is not None:
             self.panels["traces"].plot.removeItem(item)
         self.panels["traces"].plot.setLabel("top", ", ".join(self.trace_items) or "element traces")
+        self._trace_plot.setVisible(bool(self.trace_items))
 
     def set_cursor(self, depth_mm: float) -> None:
         for c in self.cursors:

@@ -80,9 +80,13 @@ class SpectrumView(QWidget):
         self._on_log(True)
 
     # ---- data -------------------------------------------------------------------------------
-    def set_energies(self, energies: np.ndarray) -> None:
+    def set_energies(self, energies: np.ndarray, max_kev: float | None = None) -> None:
+        """max_kev: right end of the view (e.g. tube kV + 1: nothing above it but pile-up)."""
         self.energies = np.asarray(energies, dtype=float)
         self._draw_markers()
+        if len(self.energies):
+            hi = float(self.energies[-1]) if max_kev is None else min(float(self.energies[-1]), max_kev)
+            self.plot.setXRange(max(0.0, float(self.energies[0])), hi, padding=0.01)
 
     def set_lines(self, lines, selected=DEFAULT_ELEMENTS) -> None:
         self.lines = [(str(e), str(l), float(k)) for e, l, k in lines]
@@ -155,10 +159,12 @@ class SpectrumView(QWidget):
         chosen = set(self.selected_elements())
         hi = float(self.energies[-1]) if len(self.energies) else 0.0
         lo = float(self.energies[0]) if len(self.energies) else 0.0
-        for el, line, kev in self.lines:
-            if el not in chosen or not lo <= kev <= hi:
-                continue
-            major = line.lower() in ("ka", "ka1", "la", "la1")
+        in_range = [r for r in self.lines if r[0] in chosen and lo <= r[2] <= hi]
+        has_k = {el for el, line, _ in in_range if line.upper().startswith("K")}
+        for el, line, kev in in_range:
+            if el in has_k and not line.upper().startswith("K"):
+                continue  # the K lines identify it; its L lines sit in the crowded low-energy end
+            major = line.lower() in ("ka", "ka1") or (el not in has_k and line.lower() in ("la", "la1"))
             m = pg.InfiniteLine(pos=kev, angle=90, movable=False,
                                 pen=pg.mkPen("#888888" if major else "#bbbbbb",
                                              style=Qt.DashLine if major else Qt.DotLine),

@@ -1,0 +1,198 @@
+"""Fine-tune settings, a live loss curve with Cancel, then validation R2/RMSE and predicted vs measured."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QProgressBar, QPushButton, QRadioButton, QSpinBox,
+                               QVBoxLayout)
+
+from app import engine
+from app.errors import show_error
+from app.settings import models_dir
+from app.views.training_view import TrainingView
+from app.workers import JobThread
+
+
+class FinetuneDialog(QDialog):
+    """Runs engine.finetune_project in a JobThread. ``result`` holds the outcome after success."""
+
+    modelReady = Signal(str)
+
+    def __init__(self, project: str, parent=None, *, device: str = "auto", base_model: str = "",
+                 cuda: bool | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Fine-tune on the lab samples")
+        self.resize(980, 640)
+        self.project = project
+        self.job: JobThread | None = None
+        self.result: dict | None = None
+        self.outcome = ""
+
+        form = QFormLayout()
+        self.t_caco3 = QCheckBox("CaCO3")
+        self.t_toc = QCheckBox("TOC")
+        self.t_caco3.setChecked(True)
+        self.t_toc.setChecked(True)
+        trow = QHBoxLayout()
+        trow.addWidget(self.t_caco3)
+        trow.addWidget(self.t_toc)
+        trow.addStretch(1)
+        form.addRow("Targets", trow)
+        self.head = QRadioButton("Head only (fast: encoder frozen)")
+        self.full = QRadioButton("Full (all weights, slower)")
+        self.head.setChecked(True)
+        g = QButtonGroup(self)
+        g.addButton(self.head)
+        g.addButton(self.full)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.head)
+        mrow.addWidget(self.full)
+        mrow.addStretch(1)
+        form.addRow("Mode", mrow)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(60)
+        self.epochs.setToolTip("Full mode only (early stopping on validation loss)")
+        form.addRow("Epochs", self.epochs)
+        self.head.toggled.connect(lambda on: self.epochs.setEnabled(not on))
+        self.epochs.setEnabled(False)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.setCurrentText(device if device in ("auto", "cpu", "cuda") else "auto")
+        if cuda is False:
+            self.device.model().item(2).setEnabled(False)
+            self.device.setToolTip("No CUDA GPU found on this computer")
+        form.addRow("Device", self.device)
+        self.base = QComboBox()
+        self.base.setMinimumWidth(520)
+        for card_path, card in engine.find_models("mae"):
+            self.base.addItem(engine.describe_model(card_path, card), str(card_path.with_suffix("")))
+        if base_model:
+            i = self.base.findData(str(Path(base_model).with_suffix("")))
+            if i < 0:
+                self.base.insertItem(0, str(base_model), str(base_model))
+                i = 0
+            self.base.setCurrentIndex(i)
+        browse = QPushButton("Other…")
+        browse.clicked.connect(self._browse)
+        brow = QHBoxLayout()
+        brow.addWidget(self.base, 1)
+        brow.addWidget(browse)
+        form.addRow("Base model", brow)
+
+        self.view = TrainingView()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.start_btn = QPushButton("Start")
+        self.start_btn.setDefault(True)
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.close_btn = QPushButton("Close")
+        self.close_btn.clicked.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.start_btn)
+        row.addWidget(self.cancel_btn)
+        row.addWidget(self.close_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.status)
+        lay.addLayout(row)
+
+    def _browse(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Base model card", str(models_dir()), "Model cards (*.json)")
+        if f:
+            self.base.insertItem(0, f, str(Path(f).with_suffix("")))
+            self.base.setCurrentIndex(0)
+
+    def targets(self) -> list[str]:
+        return [t for t, b in (("CaCO3", self.t_caco3), ("TOC", self.t_toc)) if b.isChecked()]
+
+    def settings(self) -> dict:
+        return {"mode": "head" if self.head.isChecked() else "full", "targets": self.targets(),
+                "epochs": self.epochs.value(), "device": self.device.currentText(),
+                "base_model": self.base.currentData()}
+
+    def start(self) -> None:
+        s = self.settings()
+        if not s["targets"]:
+            show_error(self, "Fine-tune", "Choose at least one target (CaCO3 or TOC).")
+            return
+        if not s["base_model"]:
+            show_error(self, "Fine-tune", "No pretrained base model is installed. Pretrain one "
+                       "(Advanced > Pretrain on this project's spectra) or choose a model file.")
+            return
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
+        self.view.reset()
+        self.status.setText("Fine-tuning…")
+        self.start_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.bar.setRange(0, 0)
+        self.job = JobThread(engine.finetune_project, self.project, s["base_model"], out, mode=s["mode"],
+                             targets=s["targets"], epochs=s["epochs"], device=s["device"],
+                             name="finetune", uses_torch=True, parent=self)
+        self.job.progress.connect(self._on_progress)
+        self.job.succeeded.connect(self._on_done)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(self._on_cancelled)
+        self.job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.isRunning():
+            self.cancel_btn.setEnabled(False)
+            self.status.setText("Cancelling… no model will be saved")
+            self.job.cancel()
+
+    def _on_progress(self, done: int, total: int, msg: str) -> None:
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(done)
+        if msg:
+            self.status.setText(msg)
+        self.view.add_progress(done, total, msg)
+
+    def _on_done(self, result: dict) -> None:
+        self.result = result
+        self.outcome = "ok"
+        card = result["card"]
+        self.view.show_validation(result["measured"], result["predicted"], card.get("metrics", {}))
+        scheme = (card.get("validation") or {}).get("scheme", "")
+        note = "" if result.get("fit") == "validation" else \
+            "  (plot: fit on the labelled samples; the metrics are out-of-fold validation)"
+        sim = "  Trained on SIMULATED data." if card.get("simulated_data") else ""
+        self.status.setText(f"Saved model {card.get('id')} in {Path(result['path']).parent}. "
+                            f"Validation: {scheme}.{note}{sim}")
+        self.view.pvm_plot.setTitle("Predicted vs measured" + (" (validation)" if result.get("fit") == "validation"
+                                                               else " (training fit)"))
+        self._finish()
+        self.modelReady.emit(result["path"])
+
+    def _on_failed(self, message: str) -> None:
+        self.outcome = "failed"
+        self.status.setText("Fine-tuning failed: " + message)
+        self._finish()
+        show_error(self, "Fine-tune", message)
+
+    def _on_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.status.setText("Cancelled; no model was saved.")
+        self._finish()
+
+    def _finish(self) -> None:
+        self.start_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1 if self.outcome == "ok" else 0)
+
+    def reject(self) -> None:
+        if self.job is not None and self.job.isRunning():
+            self.cancel()
+            self.job.wait()
+        super().reject()

@@ -1,0 +1,235 @@
+"""Import a core folder: settings -> progress with Cancel -> report table (exportable)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+                               QRadioButton, QStackedWidget, QVBoxLayout, QWidget)
+
+from app.dialogs.report_dialog import ReportTable
+from app.workers import JobThread
+
+SECTION_UNITS = [
+    ("auto", "Automatic: 4-digit section tokens are cm, 5-6 digits mm (3 digits: warned)"),
+    ("cm", "Section depths in the file names are in cm"),
+    ("mm", "Section depths in the file names are in mm"),
+]
+
+
+def report_frame(report) -> pd.DataFrame:
+    """Per-file rows (file, status, reason) from an xrfcore ImportReport, whatever its container."""
+    for name in ("to_frame", "as_frame", "frame", "table"):
+        attr = getattr(report, name, None)
+        if attr is not None:
+            df = attr() if callable(attr) else attr
+            if isinstance(df, pd.DataFrame):
+                return df
+    for name in ("files", "rows", "entries", "items"):
+        rows = getattr(report, name, None)
+        if rows is not None and not callable(rows):
+            out = []
+            for r in rows:
+                out.append(r if isinstance(r, dict) else
+                           {k: v for k, v in vars(r).items() if not k.startswith("_")})
+            return pd.DataFrame(out)
+    return pd.DataFrame()
+
+
+def report_summary(report) -> str:
+    s = getattr(report, "summary", None)
+    return s() if callable(s) else str(s or "")
+
+
+def default_project_path(folder: str | Path, projects_folder: Path) -> Path:
+    name = Path(folder).name or "project"
+    return Path(projects_folder) / f"{name}.h5"
+
+
+class ImportDialog(QDialog):
+    """After exec(): ``project_path`` (the project written) and ``report`` (the ImportReport)."""
+
+    def __init__(self, parent=None, *, folder: str = "", current_project: str | None = None,
+                 projects_folder: Path | None = None, section_unit: str = "auto"):
+        super().__init__(parent)
+        self.setWindowTitle("Import a core folder")
+        self.resize(820, 520)
+        self.projects_folder = Path(projects_folder or Path.home())
+        self.current_project = current_project
+        self.project_path: str | None = None
+        self.report = None
+        self.job: JobThread | None = None
+        self.outcome = ""  # "", "ok", "cancelled", "failed"
+
+        self.pages = QStackedWidget()
+        # page 0: settings
+        s = QWidget()
+        form = QFormLayout(s)
+        self.folder_edit = QLineEdit(folder)
+        self.folder_edit.textChanged.connect(self._suggest_project)
+        b1 = QPushButton("Browse…")
+        b1.clicked.connect(self._browse_folder)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(b1)
+        form.addRow("Core folder", row)
+        self.core_edit = QLineEdit()
+        self.core_edit.setPlaceholderText("taken from the file names")
+        form.addRow("Core name (optional)", self.core_edit)
+        self.unit_combo = QComboBox()
+        for key, text in SECTION_UNITS:
+            self.unit_combo.addItem(text, key)
+        self.unit_combo.setCurrentIndex(max(0, [k for k, _ in SECTION_UNITS].index(section_unit)
+                                            if section_unit in dict(SECTION_UNITS) else 0))
+        form.addRow("Section depth unit", self.unit_combo)
+        self.add_radio = QRadioButton("Add to the open project")
+        self.new_radio = QRadioButton("New project file")
+        grp = QButtonGroup(self)
+        grp.addButton(self.add_radio)
+        grp.addButton(self.new_radio)
+        self.add_radio.setEnabled(bool(current_project))
+        (self.add_radio if current_project else self.new_radio).setChecked(True)
+        self.project_edit = QLineEdit()
+        b2 = QPushButton("Browse…")
+        b2.clicked.connect(self._browse_project)
+        prow = QHBoxLayout()
+        prow.addWidget(self.project_edit, 1)
+        prow.addWidget(b2)
+        form.addRow("Project", self.add_radio)
+        form.addRow("", self.new_radio)
+        form.addRow("Project file", prow)
+        self.add_radio.toggled.connect(lambda on: self.project_edit.setEnabled(not on))
+        self.project_edit.setEnabled(not self.add_radio.isChecked())
+        self.start_btn = QPushButton("Import")
+        self.start_btn.setDefault(True)
+        self.start_btn.clicked.connect(self.start)
+        close0 = QPushButton("Close")
+        close0.clicked.connect(self.reject)
+        brow = QHBoxLayout()
+        brow.addStretch(1)
+        brow.addWidget(close0)
+        brow.addWidget(self.start_btn)
+        form.addRow(brow)
+        self.pages.addWidget(s)
+
+        # page 1: progress
+        p = QWidget()
+        pl = QVBoxLayout(p)
+        self.progress_label = QLabel("Reading files…")
+        self.progress_bar = QProgressBar()
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.clicked.connect(self.cancel)
+        pl.addStretch(1)
+        pl.addWidget(self.progress_label)
+        pl.addWidget(self.progress_bar)
+        pl.addWidget(self.cancel_btn)
+        pl.addStretch(1)
+        self.pages.addWidget(p)
+
+        # page 2: report
+        r = QWidget()
+        rl = QVBoxLayout(r)
+        self.report_table = ReportTable(r, "import-report.csv")
+        self.open_btn = QPushButton("Open project")
+        self.open_btn.clicked.connect(self.accept)
+        close2 = QPushButton("Close")
+        close2.clicked.connect(self._close_after)
+        rb = QHBoxLayout()
+        rb.addStretch(1)
+        rb.addWidget(close2)
+        rb.addWidget(self.open_btn)
+        rl.addWidget(self.report_table, 1)
+        rl.addLayout(rb)
+        self.pages.addWidget(r)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.pages)
+        self._suggest_project(folder)
+
+    # ---- settings page
+    def _browse_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Core folder", self.folder_edit.text())
+        if d:
+            self.folder_edit.setText(d)
+
+    def _browse_project(self) -> None:
+        f, _ = QFileDialog.getSaveFileName(self, "Project file", self.project_edit.text(),
+                                           "xrfcore projects (*.h5)")
+        if f:
+            self.project_edit.setText(f if f.endswith(".h5") else f + ".h5")
+
+    def _suggest_project(self, folder: str) -> None:
+        if folder:
+            self.project_edit.setText(str(default_project_path(folder, self.projects_folder)))
+
+    def target_project(self) -> str:
+        if self.add_radio.isChecked() and self.current_project:
+            return self.current_project
+        return self.project_edit.text().strip()
+
+    # ---- running
+    def start(self) -> None:
+        from app.errors import show_error
+        from xrfcore import importer
+
+        folder = self.folder_edit.text().strip()
+        project = self.target_project()
+        if not folder or not Path(folder).is_dir():
+            show_error(self, "Import", f"The core folder does not exist: {folder or '(none given)'}")
+            return
+        if not project:
+            show_error(self, "Import", "Choose where to save the project file.")
+            return
+        Path(project).parent.mkdir(parents=True, exist_ok=True)
+        self.project_path = project
+        self.pages.setCurrentIndex(1)
+        self.job = JobThread(importer.import_folder, folder, project,
+                             core=self.core_edit.text().strip() or None,
+                             section_unit=self.unit_combo.currentData(), name="import", parent=self)
+        self.job.progress.connect(self._on_progress)
+        self.job.succeeded.connect(self._on_done)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(self._on_cancelled)
+        self.job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.isRunning():
+            self.cancel_btn.setEnabled(False)
+            self.progress_label.setText("Cancelling… the project is left as it was")
+            self.job.cancel()
+
+    def _on_progress(self, done: int, total: int, msg: str) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.progress_label.setText(msg or f"{done} of {total} files")
+
+    def _on_done(self, report) -> None:
+        self.report = report
+        self.outcome = "ok"
+        self.report_table.set_report(report_frame(report), report_summary(report),
+                                     header=f"import report for {self.folder_edit.text()}")
+        self.pages.setCurrentIndex(2)
+
+    def _on_failed(self, message: str) -> None:
+        from app.errors import show_error
+        self.outcome = "failed"
+        self.project_path = None
+        show_error(self, "Import failed", message + "\nThe project was left as it was.")
+        self.pages.setCurrentIndex(0)
+
+    def _on_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.project_path = None
+        self.cancel_btn.setEnabled(True)
+        self.pages.setCurrentIndex(0)
+        self.progress_label.setText("Import cancelled; the project is unchanged.")
+
+    def _close_after(self) -> None:
+        self.reject()
+
+    def reject(self) -> None:
+        if self.job is not None and self.job.isRunning():
+            self.cancel()
+            self.job.wait()
+        super().reject()

@@ -1,0 +1,159 @@
+"""Load lab samples: map the CSV's columns, check matched / unmatched rows, then accept."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QPushButton, QTabWidget, QVBoxLayout, QWidget)
+
+from app.dialogs.report_dialog import ReportTable
+from app.errors import plain_message, show_error
+from app.workers import JobThread, call_job
+
+ROLE_LABELS = [("core", "Core"), ("top", "Top depth"), ("bottom", "Bottom depth"),
+               ("mid", "Mid depth (if no interval)"), ("CaCO3", "CaCO3"), ("TOC", "TOC"),
+               ("sample", "Sample id")]
+NONE = "(none)"
+
+
+def csv_columns(path: str | Path) -> list[str]:
+    """Column names of a lab CSV (comment lines skipped); ValueError naming the file if unreadable."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise OSError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    header = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    if not header:
+        raise ValueError(f"{path}: the file is empty (no header line)")
+    sep = ";" if text.count(";") > text.count(",") else ","
+    cols = [c.strip() for c in header.split(sep)]
+    if len(cols) < 2:
+        raise ValueError(f"{path}: not a CSV table (one column only in the header line)")
+    return cols
+
+
+def _check(path, mapping, unit, core, project):
+    from xrfcore import labels
+    lab = labels.read_lab_csv(path, mapping=mapping, depth_unit=unit, core=core)
+    match = labels.match_project(project, lab) if project else None
+    return lab, match
+
+
+class LabelsDialog(QDialog):
+    """After accept(): ``lab`` (xrfcore.labels.LabTable) and ``match`` (MatchResult or None)."""
+
+    def __init__(self, path: str | Path, project: str | None, parent=None, default_core: str = ""):
+        super().__init__(parent)
+        from xrfcore import labels
+
+        self.setWindowTitle(f"Lab samples: {Path(path).name}")
+        self.resize(900, 600)
+        self.path, self.project = str(path), project
+        self.lab = None
+        self.match = None
+        self.job: JobThread | None = None
+        self.columns = csv_columns(path)  # raises for an unreadable file: the caller shows it
+        detected = labels.detect_columns(self.columns)
+
+        form = QFormLayout()
+        self.combos: dict[str, QComboBox] = {}
+        for role, text in ROLE_LABELS:
+            cb = QComboBox()
+            cb.addItem(NONE)
+            cb.addItems(self.columns)
+            if role in detected:
+                cb.setCurrentText(detected[role])
+            self.combos[role] = cb
+            form.addRow(text, cb)
+        self.unit = QComboBox()
+        self.unit.addItems(["from column names", "mm", "cm", "m"])
+        form.addRow("Depth unit", self.unit)
+        self.core_edit = QLineEdit(default_core)
+        self.core_edit.setPlaceholderText("core name when the file has no core column")
+        form.addRow("Core (single-core files)", self.core_edit)
+        self.check_btn = QPushButton("Check matching")
+        self.check_btn.clicked.connect(self.check)
+        self.status = QLabel("Map the columns, then check which rows match spectra.")
+        self.status.setWordWrap(True)
+
+        self.matched = ReportTable(self, "matched-samples.csv")
+        self.unmatched = ReportTable(self, "unmatched-samples.csv")
+        tabs = QTabWidget()
+        tabs.addTab(self.matched, "Matched rows")
+        tabs.addTab(self.unmatched, "Unmatched and flagged rows")
+        self.tabs = tabs
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons.button(QDialogButtonBox.Ok).setText("Use these samples")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        top = QHBoxLayout()
+        left = QWidget()
+        left.setLayout(form)
+        top.addWidget(left)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        row = QHBoxLayout()
+        row.addWidget(self.check_btn)
+        row.addWidget(self.status, 1)
+        lay.addLayout(row)
+        lay.addWidget(tabs, 1)
+        lay.addWidget(self.buttons)
+
+    def mapping(self) -> dict:
+        return {role: (None if cb.currentText() == NONE else cb.currentText())
+                for role, cb in self.combos.items()}
+
+    def depth_unit(self) -> str | None:
+        u = self.unit.currentText()
+        return None if u.startswith("from") else u
+
+    def check(self) -> None:
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+        self.check_btn.setEnabled(False)
+        self.status.setText("Checking…")
+        self.job = JobThread(call_job(_check, self.path, self.mapping(), self.depth_unit(),
+                                      self.core_edit.text().strip() or None, self.project),
+                             name="labels-check", parent=self)
+        self.job.succeeded.connect(self._on_checked)
+        self.job.failed.connect(self._on_failed)
+        self.job.start()
+
+    def _on_checked(self, result) -> None:
+        self.check_btn.setEnabled(True)
+        self.lab, self.match = result
+        if self.match is not None:
+            cols = [c for c in ("source_row", "core", "depth_top_mm", "depth_bottom_mm", "depth_mm",
+                                "CaCO3", "TOC", "run", "method", "n_spectra")
+                    if c in self.match.samples.columns]
+            self.matched.set_report(self.match.samples[cols], self.match.summary())
+            rep = self.match.report
+            summary = self.match.summary()
+        else:
+            self.matched.set_report(self.lab.samples, f"{len(self.lab.samples)} samples read")
+            rep = self.lab.issues
+            summary = f"{len(self.lab.samples)} samples read (no project open to match against)"
+        self.unmatched.set_report(rep, f"{len(rep)} rows not used or flagged")
+        notes = "; ".join(self.lab.notes)
+        sim = "  These lab values are SIMULATED." if self.lab.simulated else ""
+        self.status.setText(summary + (f" ({notes})" if notes else "") + sim)
+        n = len(self.match.samples) if self.match is not None else len(self.lab.samples)
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(n > 0)
+        if n == 0:
+            self.tabs.setCurrentIndex(1)
+
+    def _on_failed(self, message: str) -> None:
+        self.check_btn.setEnabled(True)
+        self.status.setText("This file cannot be used as mapped: " + message)
+        show_error(self, "Lab samples", message)
+
+    def samples(self) -> pd.DataFrame:
+        return self.lab.samples if self.lab is not None else pd.DataFrame()
+
+
+def load_error_message(exc: BaseException) -> str:
+    return plain_message(exc)

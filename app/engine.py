@@ -1,0 +1,334 @@
+"""Thin wiring between the GUI and xrfcore: small job functions that chain xrfcore calls.
+
+No science here: every number comes from an xrfcore function. Each function has the job
+signature ``f(..., progress, token)`` so it runs in a JobThread.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xrfcore.jobs import CancelToken, no_progress
+
+SIMULATED_MARK = "SIMULATED"
+
+
+# ---------------------------------------------------------------------------- locations
+def resources_dir() -> Path | None:
+    """The bundled resources folder: repository checkout, installed data, or $XRFCORE_RESOURCES."""
+    cands = []
+    if os.environ.get("XRFCORE_RESOURCES"):
+        cands.append(Path(os.environ["XRFCORE_RESOURCES"]))
+    import xrfcore
+    pkg = Path(xrfcore.__file__).resolve().parent
+    cands += [pkg / "resources", pkg.parent / "resources", Path(sys.prefix) / "share" / "xrfcore" / "resources"]
+    if getattr(sys, "frozen", False):
+        cands.append(Path(getattr(sys, "_MEIPASS", "")) / "resources")
+    for c in cands:
+        if (c / "sample_core").is_dir():
+            return c
+    return None
+
+
+def sample_core_folder() -> Path | None:
+    r = resources_dir()
+    return r / "sample_core" if r else None
+
+
+def sample_labels_file(folder: Path) -> Path | None:
+    """The lab-samples CSV shipped with the sample core (name contains 'lab')."""
+    cands = sorted(p for p in folder.rglob("*.csv") if "lab" in p.name.lower())
+    return cands[0] if cands else None
+
+
+# ---------------------------------------------------------------------------- project loading
+@dataclass
+class CoreView:
+    """What the views need for one core/run."""
+
+    project: str
+    core: str
+    run: str
+    run_data: object                  # xrfcore.store.RunData
+    order: np.ndarray                 # indices sorted by depth
+    depth: np.ndarray                 # depth_mm in display order
+    labels: pd.DataFrame
+    predictions: list[str]
+    prediction: pd.DataFrame | None = None
+    prediction_meta: dict = field(default_factory=dict)
+    simulated: bool = False
+
+
+def project_info(path, *, progress=no_progress, token: CancelToken | None = None) -> dict:
+    from xrfcore import store
+    with store.Project.open(path) as p:
+        info = p.info()
+        info["runs"] = {c: p.runs(c) for c in p.cores()}
+    return info
+
+
+def default_run(runs: list[str]) -> str | None:
+    from xrfcore import labels
+    return labels.choose_run(runs)
+
+
+def load_core(path, core: str, run: str, *, progress=no_progress,
+              token: CancelToken | None = None) -> CoreView:
+    from xrfcore import store
+    progress(0, 2, f"reading {core} {run}")
+    with store.Project.open(path) as p:
+        rd = p.read_run(core, run)
+        labs = p.labels(core)
+        preds = p.predictions(core)
+        pred, pmeta = (None, {})
+        if preds:
+            pred, pmeta = p.read_predictions(core, preds[-1])
+    depth = np.asarray(rd.meta["depth_mm"], float)
+    order = np.argsort(depth, kind="stable")
+    scanner = " ".join(map(str, rd.meta["scanner"].unique())) if "scanner" in rd.meta else ""
+    sim = "simulated" in scanner.lower() or bool(rd.attrs.get("simulated", False))
+    progress(2, 2, "read")
+    return CoreView(str(path), core, run, rd, order, depth[order], labs, preds, pred, pmeta, sim)
+
+
+def read_predictions(path, core: str, model_id: str):
+    from xrfcore import store
+    with store.Project.open(path) as p:
+        return p.read_predictions(core, model_id)
+
+
+def energies_of(grid) -> np.ndarray:
+    from xrfcore import energy
+    g = grid if hasattr(grid, "energies") else energy.Grid(int(grid[0]), float(grid[1]), float(grid[2]))
+    return np.asarray(g.energies(), float)
+
+
+def line_rows() -> list[tuple[str, str, float]]:
+    """xrfcore.energy.LINES as (element, line, keV) rows, whatever container it is."""
+    from xrfcore import energy
+    lines = energy.LINES
+    if isinstance(lines, pd.DataFrame):
+        cols = {c.lower(): c for c in lines.columns}
+        e = cols.get("element") or lines.columns[0]
+        ln = cols.get("line") or lines.columns[1]
+        k = cols.get("kev") or cols.get("energy_kev") or cols.get("energy") or lines.columns[2]
+        return [(str(a), str(b), float(c)) for a, b, c in zip(lines[e], lines[ln], lines[k])]
+    return [(str(r.element), str(r.line), float(r.kev)) for r in lines]
+
+
+def sum_range(path, core: str, run: str, lo: float, hi: float, *, progress=no_progress, token=None):
+    """Summed counts of the active spectra between two depths (mm) and how many there were."""
+    from xrfcore import store
+    with store.Project.open(path) as p:
+        rd = p.read_run(core, run, depth_range=(lo, hi))
+    return np.asarray(rd.counts, np.int64).sum(axis=0), len(rd)
+
+
+# ---------------------------------------------------------------------------- lab samples
+def store_labels(path, lab, *, progress=no_progress, token: CancelToken | None = None) -> int:
+    """Write a read lab table into the project (one transaction; replaces older lab samples)."""
+    from xrfcore import store
+    meta = {"source": lab.path, "sha256": lab.sha256, "mapping": lab.mapping,
+            "depth_unit": lab.depth_unit, "fraction": lab.fraction, "simulated": lab.simulated}
+    progress(0, 1, "saving lab samples")
+    if token is not None:
+        token.raise_if_cancelled()
+    with store.transaction(path, create=False) as p:
+        p.write_labels(lab.samples, meta)
+    progress(1, 1, "saved")
+    return len(lab.samples)
+
+
+def import_with_labels(folder, project, *, labels_csv=None, section_unit="auto",
+                       progress=no_progress, token: CancelToken | None = None):
+    """Import a core folder, then (optionally) its lab-samples CSV: the demo's one job."""
+    from xrfcore import importer, labels
+    report = importer.import_folder(folder, project, section_unit=section_unit,
+                                    progress=progress, token=token)
+    if labels_csv is not None:
+        with_cores = project_info(project)["runs"]
+        core = next(iter(with_cores)) if len(with_cores) == 1 else None
+        lab = labels.read_lab_csv(labels_csv, core=core)
+        store_labels(project, lab, token=token)
+    return report
+
+
+# ---------------------------------------------------------------------------- models
+def model_dirs() -> list[Path]:
+    """Where models are looked for: the user's models folder, then the shipped ones."""
+    from app.settings import models_dir
+    out = [models_dir()]
+    import xrfcore
+    pkg = Path(xrfcore.__file__).resolve().parent
+    for c in (pkg / "models", pkg.parent / "models", Path(sys.prefix) / "share" / "xrfcore" / "models"):
+        if c.is_dir() and c not in out:
+            out.append(c)
+    return out
+
+
+def find_models(kind: str | None = None) -> list[tuple[Path, dict]]:
+    """(card path, card) of every saved model under the model folders; kind 'mae' or 'regressor'."""
+    import json
+    found = []
+    for d in model_dirs():
+        for card_path in sorted(d.rglob("*.json")):
+            try:
+                card = json.loads(card_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(card, dict) or card.get("format") != "xrfcore-model":
+                continue
+            if card_path.with_suffix(".safetensors").exists() and (kind is None or card.get("kind") == kind):
+                found.append((card_path, card))
+    return found
+
+
+def describe_model(card_path: Path, card: dict) -> str:
+    sim = ", SIMULATED training data" if card.get("simulated_data") else ""
+    return f"{card.get('id', card_path.stem)} ({card.get('kind', '?')}{sim})  {card_path.parent}"
+
+
+def warm_up(*, progress=no_progress, token=None) -> dict:
+    """Import torch off the GUI thread (slow the first time) and report what devices exist."""
+    import torch
+    return {"cuda": bool(torch.cuda.is_available()), "threads": torch.get_num_threads()}
+
+
+def _labelled(project):
+    from xrfcore import labels, store
+    with store.Project.open(project) as p:
+        samples = p.labels()
+        meta = p.labels_meta()
+    if samples is None or not len(samples):
+        raise ValueError("this project has no lab samples yet: use File > Load lab samples… first")
+    match = labels.match_project(project, samples)
+    if not len(match.samples):
+        raise ValueError("none of the project's lab samples matches a spectrum (see Load lab samples…)")
+    return samples, meta, match
+
+
+def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaCO3", "TOC"),
+                     epochs=60, device="auto", progress=no_progress, token=None) -> dict:
+    """Match the project's lab samples to spectra and fine-tune; the model is saved in out_dir."""
+    from xrfcore import labels
+    from xrfcore.train import finetune as ft
+
+    progress(0, 1, "matching lab samples to spectra")
+    samples, meta, match = _labelled(project)
+    sim = bool(meta.get("simulated")) or any("simulated" in str(s).lower()
+                                              for s in match.samples.get("run", []))
+    reg, card = ft.finetune(
+        str(base_model) if base_model else None, match.X, match.samples, groups=match.samples["core"].to_numpy(),
+        grid=match.grid, mode=mode, targets=tuple(targets), epochs=int(epochs), device=device,
+        labels_info={"source": meta.get("source"), "sha256": labels.label_hash(match.samples),
+                     "project": str(project)},
+        simulated=sim or None, out=str(out_dir), progress=progress, token=token)
+    measured = {t: match.samples[t].to_numpy(float) for t in card["targets"]}
+    val = card.get("validation") or {}
+    if isinstance(val.get("predicted"), dict) and isinstance(val.get("measured"), dict):
+        predicted, measured, fit = val["predicted"], val["measured"], "validation"
+    else:  # the card keeps no per-sample validation predictions: show the fit on the labels
+        pred = ft.Predictor(Path(out_dir) / "model", device="cpu").predict_counts(match.X, match.grid)
+        predicted = {t: pred[t].to_numpy(float) for t in card["targets"]}
+        fit = "training fit"
+    return {"card": card, "path": str(Path(out_dir) / "model"), "measured": measured,
+            "predicted": predicted, "fit": fit}
+
+
+def predict_project(project, core, run, model_path, *, device="auto", progress=no_progress,
+                    token=None) -> str:
+    """Predict every depth of a core and store the table in the project; returns the model id."""
+    from xrfcore import store
+    try:
+        from xrfcore import predict as xp
+    except ImportError:
+        xp = None
+    if xp is not None and hasattr(xp, "predict_core"):
+        out = xp.predict_core(project, core, model_path, run=run, device=device, progress=progress,
+                              token=token, store=True)
+        df = out[0] if isinstance(out, tuple) else out
+        return str(df["model_id"].iloc[0]) if "model_id" in df and len(df) else ""
+    from xrfcore.train.finetune import Predictor
+    pr = Predictor(model_path, device=device)
+    with store.Project.open(project) as p:
+        rd = p.read_run(core, run)
+    df = pr.predict_counts(rd.counts, rd.grid, progress=progress, token=token)
+    for col in ("section", "position_mm"):
+        df.insert(0, col, rd.meta[col].to_numpy())
+    df.insert(0, "depth_mm", rd.meta["depth_mm"].to_numpy())
+    df.insert(0, "core", core)
+    df["model_id"] = pr.model_id
+    meta = {"model_id": pr.model_id, "weights_sha256": pr.card.get("weights_sha256"), "run": run,
+            "model_path": str(model_path), "simulated": bool(pr.card.get("simulated_data"))}
+    if token is not None:
+        token.raise_if_cancelled()
+    with store.transaction(project, create=False) as p:
+        p.write_predictions(core, pr.model_id, df, meta)
+    return pr.model_id
+
+
+def export_predictions(project, core, model_id, path, *, progress=no_progress, token=None) -> str:
+    from xrfcore import export, store
+    with store.Project.open(project) as p:
+        df, meta = p.read_predictions(core, model_id)
+    prov = dict(meta)
+    prov.update({"project": str(project), "project_sha256": export.file_sha256(project), "core": core,
+                 "model_id": model_id})
+    export.write_predictions_csv(path, df, prov)
+    return str(path)
+
+
+def project_spectra(project, grid) -> tuple[np.ndarray, dict]:
+    """All active spectra of a project on one grid (for pretraining)."""
+    from xrfcore import energy, store
+    parts, cores, sim = [], [], False
+    with store.Project.open(project) as p:
+        for core in p.cores():
+            for run in p.runs(core):
+                rd = p.read_run(core, run)
+                if not len(rd):
+                    continue
+                src = energy.Grid(*[getattr(rd.grid, k) for k in ("channels", "gain_kev", "offset_kev")])
+                X = rd.counts if src == grid else energy.resample(rd.counts, src, grid)
+                parts.append(np.asarray(X, np.float32))
+                cores.append(core)
+                sim = sim or "simulated" in " ".join(map(str, rd.meta["scanner"].unique())).lower()
+    if not parts:
+        raise ValueError("this project has no spectra to pretrain on")
+    return np.vstack(parts), {"project": str(project), "cores": sorted(set(cores)), "simulated": sim}
+
+
+def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto", progress=no_progress,
+                     token=None) -> dict:
+    from xrfcore import energy
+    from xrfcore.model.config import ModelConfig
+    from xrfcore.train.pretrain import TrainConfig, pretrain
+    cfg = ModelConfig.preset(size)
+    X, info = project_spectra(project, energy.Grid(cfg.channels, cfg.gain_kev, cfg.offset_kev))
+    tc = TrainConfig(steps=int(steps), batch_size=min(128, len(X)), device=device, out_dir=str(out_dir),
+                     log_every=max(1, int(steps) // 50))
+    _model, card = pretrain(X, cfg, tc, progress, token, data_info=info)
+    return {"card": card, "path": str(Path(out_dir) / "model")}
+
+
+_model_cache: dict[str, tuple] = {}
+
+
+def reconstruct_one(model_path, counts, grid, mask_ratio, seed, *, progress=no_progress, token=None) -> dict:
+    """Masked reconstruction of one spectrum by a masked autoencoder (xrfcore.reconstruct)."""
+    from xrfcore import reconstruct as xr
+    from xrfcore.model import checkpoint
+    key = str(model_path)
+    if key not in _model_cache:
+        _model_cache.clear()
+        _model_cache[key] = checkpoint.load(model_path)
+    model, card = _model_cache[key]
+    try:
+        return xr.reconstruct(model, card, counts, mask_ratio=mask_ratio, seed=seed, grid=grid)
+    except TypeError:  # older signature without the grid
+        return xr.reconstruct(model, card, counts, mask_ratio=mask_ratio, seed=seed)

@@ -1,0 +1,185 @@
+"""Model-side actions of the main window (fine-tune, predict, export, reconstruct, pretrain, models)."""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+from app import engine
+from app.errors import report_exception, show_error
+from app.settings import models_dir
+
+
+class ModelActions:
+    """Mixin for MainWindow: every long step runs as a JobThread via ``self.start_job``."""
+
+    cuda_available: bool | None = None
+
+    # ---------------------------------------------------------------- models
+    def base_model(self) -> str:
+        """The foundation (masked autoencoder) model: setting, else the first one found."""
+        if self.settings.default_model:
+            return self.settings.default_model
+        found = engine.find_models("mae")
+        return str(found[0][0].with_suffix("")) if found else ""
+
+    def recon_model(self) -> str:
+        """The masked autoencoder used for reconstructions: the fine-tuned model's base, else the base."""
+        if self.model_path:
+            mae = Path(self.model_path).parent / "base_mae"
+            if mae.with_suffix(".json").exists():
+                return str(mae)
+        return self.foundation_path or self.base_model()
+
+    def set_model(self, path: str) -> None:
+        self.model_path = str(path)
+        self.statusBar().showMessage(f"Model: {path}", 8000)
+        self._update_actions()
+
+    def load_model(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Load model", str(models_dir()), "Model cards (*.json)")
+        if not f:
+            return
+        try:
+            from xrfcore.model import checkpoint
+            card = checkpoint.load_card(f)
+        except Exception as exc:  # noqa: BLE001
+            report_exception(self, "Load model", exc)
+            return
+        stem = str(Path(f).with_suffix(""))
+        if card.get("kind") == "regressor":
+            self.set_model(stem)
+        else:
+            self.foundation_path = stem
+            self.statusBar().showMessage(f"Base model for fine-tuning and reconstruction: {stem}", 8000)
+
+    def save_model(self) -> None:
+        if not self.model_path:
+            return
+        d = QFileDialog.getExistingDirectory(self, "Save the model into folder")
+        if not d:
+            return
+        try:
+            src = Path(self.model_path).parent
+            dst = Path(d) / src.name
+            tmp = Path(d) / f".{src.name}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            tmp.rename(dst)
+        except Exception as exc:  # noqa: BLE001
+            report_exception(self, "Save model", exc)
+            return
+        self.statusBar().showMessage(f"Model saved in {dst}", 8000)
+
+    # ---------------------------------------------------------------- fine-tune, predict, export
+    def finetune(self) -> None:
+        from app.dialogs.finetune_dialog import FinetuneDialog
+        if self.project is None:
+            return
+        dlg = FinetuneDialog(self.project, self, device=self.settings.device,
+                             base_model=self.foundation_path or self.base_model(), cuda=self.cuda_available)
+        dlg.modelReady.connect(self.set_model)
+        self.finetune_dialog = dlg
+        dlg.exec()
+        if dlg.result is not None:
+            self.training.reset()
+            self.training.show_validation(dlg.result["measured"], dlg.result["predicted"],
+                                          dlg.result["card"].get("metrics", {}))
+
+    def predict(self) -> None:
+        if self.view is None or not self.model_path:
+            show_error(self, "Predict", "Fine-tune a model (or load one) first.")
+            return
+        v = self.view
+        self.start_job(engine.predict_project, self.project, v.core, v.run, self.model_path,
+                       device=self.settings.device, name="predict", uses_torch=True,
+                       text=f"Predicting {v.core}", on_success=lambda mid: self._predicted(mid))
+
+    def _predicted(self, model_id: str) -> None:
+        self.statusBar().showMessage(f"Predictions of {model_id} stored in the project", 8000)
+        if self.view is not None:
+            self.open_project(self.project)
+
+    def export_csv(self) -> None:
+        from app.dialogs.export_dialog import ExportDialog
+        if self.project is None:
+            return
+        cm = {c: c_info.get("predictions", []) for c_info in self.info.get("cores", [])
+              for c in [c_info["core"]]}
+        if self.view is not None:
+            cm[self.view.core] = self.view.predictions
+        if not any(cm.values()):
+            show_error(self, "Export CSV", "There are no predictions to export yet: fine-tune and predict first.")
+            return
+        dlg = ExportDialog(self, cm, Path(self.project).parent, self.view.core if self.view else "")
+        self.export_dialog = dlg
+        if not dlg.exec():
+            return
+        core, mid, path = dlg.choice()
+        if not path:
+            return
+        self.start_job(engine.export_predictions, self.project, core, mid, path, name="export",
+                       text="Exporting CSV",
+                       on_success=lambda p: self.statusBar().showMessage(f"Exported {p}", 8000))
+
+    # ---------------------------------------------------------------- reconstruction
+    def reconstruct(self, mask_ratio: float, seed: int) -> None:
+        counts = self.current_counts()
+        if counts is None:
+            return
+        model = self.recon_model()
+        if not model:
+            self.recon.title.setText("No masked-autoencoder model: pretrain one or install the shipped model.")
+            return
+        if self.busy_with("reconstruct"):
+            self._recon_timer_start()  # coalesce: try again once the running one is done
+            return
+        depth = float(self.view.depth[self.idx])
+        sim = " (SIMULATED)" if self.view.simulated else ""
+        self.start_job(engine.reconstruct_one, model, counts, self.view.run_data.grid, mask_ratio, seed,
+                       name="reconstruct", uses_torch=True, show=False, text="Reconstruction",
+                       on_success=lambda r: self.recon.show_result(
+                           r, f"{self.view.core} at {depth:.1f} mm{sim}: model {Path(model).parent.name}/"
+                              f"{Path(model).name}"))
+
+    # ---------------------------------------------------------------- pretrain
+    def pretrain(self) -> None:
+        if self.project is None:
+            return
+        steps, ok = QInputDialog.getInt(self, "Pretrain on this project's spectra",
+                                        "Optimizer steps (tiny model; a few hundred for a quick look, "
+                                        "many thousands for a real foundation model):", 300, 10, 1_000_000, 50)
+        if not ok:
+            return
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = models_dir() / f"pretrained-{Path(self.project).stem}-{stamp}"
+        self.training.reset()
+        self.tabs.setCurrentWidget(self.training)
+
+        def done(res):
+            self.foundation_path = res["path"]
+            m = res["card"].get("metrics", {})
+            self.training.metrics.setText(f"Pretrained {res['card'].get('id')} — final loss "
+                                          f"{m.get('train_loss')}; saved in {out}")
+            QMessageBox.information(self, "Pretraining", f"Model saved in {out}.\nIt is now the base "
+                                    "model for fine-tuning and reconstruction in this session.")
+        job = self.start_job(engine.pretrain_project, self.project, out, steps=steps,
+                             device=self.settings.device, name="pretrain", uses_torch=True,
+                             text="Pretraining", on_success=done)
+        job.progress.connect(self.training.add_progress)
+
+    # ---------------------------------------------------------------- settings, about
+    def edit_settings(self) -> None:
+        from app.dialogs.settings_dialog import SettingsDialog
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            dlg.apply()
+
+    def about(self) -> None:
+        import xrfcore
+        QMessageBox.about(self, "About xrfcore",
+                          f"xrfcore {xrfcore.__version__}\nXRF core-scanner spectra to downcore CaCO3 and TOC "
+                          "with a masked-spectrum foundation model.\nThe bundled sample core and shipped "
+                          "model are SIMULATED data.")
