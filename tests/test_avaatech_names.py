@@ -134,3 +134,16 @@ def test_spe_file_name_is_variant_b_and_parses_back():
     big = spe_file_name({**meta, "position_mm": 1000.0, "current_ua": 1500, "kv": 9})
     n = parse_file_name(big)
     assert n["variant"] == "B" and n["position_mm"] == 1000.0 and n["current_ua"] == 1500 and n["kv"] == 9
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("!_ .,-0123456789XYDCmsukVARnepSt FLowTB")), max_size=120))
+def test_any_name_parses_without_error(name):
+    out = parse_file_name(name + ".spe")
+    assert out["variant"] in ("", "A", "B", "C", "D")
+    for unit in ("auto", "cm", "mm"):
+        parse_section(out["section"], unit)
