@@ -110,3 +110,59 @@ def test_pretrain_cuda_mixed_precision(tmp_path):
     assert next(model.parameters()).is_cuda
     tc = TrainConfig(steps=6, batch_size=16, device="cuda", resume=str(tmp_path))
     pretrain(spectra(64), CFG, tc)
+
+
+def make_project(path, cores=(("A", 40, 2048, 0.02), ("B", 40, 2048, 0.02), ("C", 24, 1024, 0.04))):
+    """A small project of synthetic (simulated-labelled) spectra; core C on another grid."""
+    import pandas as pd
+
+    from xrfcore.store import transaction
+
+    with transaction(path) as p:
+        for i, (core, n, channels, gain) in enumerate(cores):
+            X = spectra(n, seed=10 + i)
+            if channels != 2048:
+                X = X.reshape(n, channels, -1).sum(-1)
+            meta = pd.DataFrame({"depth_mm": np.arange(n) * 10.0, "kv": 10.0, "active": True, "valid": True,
+                                 "scanner": "simulated-avaatech", "gain_kev": gain, "offset_kev": 0.0,
+                                 "source_path": [f"{core}/{j}.spe" for j in range(n)], "core": core})
+            p.write_table(core, "10kV-Run1", X.astype(np.int32), meta)
+    return path
+
+
+def test_cli_pretrain_reconstruct_models(tmp_path, capsys, monkeypatch):
+    from xrfcore.cli import main
+    from xrfcore.train.data import load_project
+
+    proj = make_project(tmp_path / "p.h5")
+    cfg = ModelConfig.preset("tiny", window_channels=512)
+    data = load_project(proj, cfg)
+    assert data.counts.shape == (104, 2048) and data.simulated.all()
+    assert sorted(set(data.core)) == ["A", "B", "C"]
+    out = tmp_path / "m"
+    rc = main(["pretrain", "-p", str(proj), "-o", str(out), "--steps", "3", "--batch-size", "16",
+               "--val-cores", "C", "--window-channels", "512", "--threads", "1", "--device", "cpu"])
+    assert rc == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["simulated_data"] is True and card["data"]["val_cores"] == ["C"]
+    assert card["data"]["n_train"] == 80 and card["data"]["n_val"] == 24
+    assert "pretrain" in card["command_line"] or card["command_line"]
+    assert main(["pretrain", "-p", str(proj), "-o", str(out), "--steps", "1"]) == 2  # refuses to overwrite
+    assert "already holds a model" in capsys.readouterr().err
+    csv = tmp_path / "rec.csv"
+    assert main(["reconstruct", str(out), "-p", str(proj), "--core", "C", "--depth", "52",
+                 "--seed", "2", "-o", str(csv)]) == 0
+    text = csv.read_text()
+    assert text.startswith("# xrfcore reconstruction (SIMULATED data)") and "# depth_mm: 50" in text
+    import pandas as pd
+
+    df = pd.read_csv(csv, comment="#")
+    assert len(df) == 512 and df["hidden"].sum() == 256
+    assert list(df.columns) == ["channel", "energy_kev", "measured", "hidden", "reconstruction", "error"]
+    monkeypatch.setenv("XRFCORE_HOME", str(tmp_path / "home"))
+    capsys.readouterr()
+    assert main(["models", "--dir", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert card["id"] in listed and "SIMULATED" in listed
+    assert main(["pretrain", "-p", str(proj), "-o", str(tmp_path / "x"), "--val-cores", "Z"]) == 2
+    assert "validation cores not in the data: Z" in capsys.readouterr().err

@@ -1,5 +1,205 @@
-"""Subcommands of `xrfcore` for this area (see xrfcore/cli.py)."""
+"""`xrfcore pretrain | reconstruct | models` (see xrfcore/cli.py).
+
+`xrfcore pretrain` runs unchanged under `torchrun --nproc_per_node=N` (DDP; rank 0 writes)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the argparse sub-parsers."""
+    p = sub.add_parser("pretrain", help="pretrain a masked-autoencoder foundation model on a project's spectra")
+    p.add_argument("-p", "--project", required=True, help="project file (.h5)")
+    p.add_argument("-o", "--out", required=True, help="model folder (model.safetensors + model.json, "
+                                                      "checkpoint.safetensors, metrics.jsonl)")
+    p.add_argument("--size", default="tiny", choices=("tiny", "small", "base"))
+    p.add_argument("--steps", type=int, help="optimizer steps (wins over --epochs)")
+    p.add_argument("--epochs", type=float, help="passes over the data (default 10)")
+    p.add_argument("--batch-size", type=int, default=128, help="spectra per step and process")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (after warm-up)")
+    p.add_argument("--warmup-steps", type=int, help="default: 5%% of the steps")
+    p.add_argument("--mask-ratio", type=float, default=0.5)
+    p.add_argument("--transform", default="zscore", choices=("zscore", "log1p", "global"))
+    p.add_argument("--window-channels", type=int, help="read only the first N channels of the grid "
+                                                       "(512 = 0-10.24 keV at 20 eV/channel)")
+    p.add_argument("--cores", nargs="+", help="cores to use (default: all)")
+    p.add_argument("--val-cores", nargs="+", default=[], help="cores held out whole for validation")
+    p.add_argument("--kv", type=float, help="only spectra measured at this tube voltage (e.g. 10)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+                   help="mixed precision on CUDA (never used on the CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="steps (default: each epoch)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metrics rows")
+    p.add_argument("--resume", help="continue from a checkpoint.safetensors (or its folder)")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in the folder")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("reconstruct", help="hide part of a spectrum and let the model fill it in (counts)")
+    p.add_argument("model", help="model (folder, .safetensors or .json) or a research .pth/.ckpt")
+    p.add_argument("-p", "--project", required=True)
+    p.add_argument("--core", required=True)
+    p.add_argument("--depth", type=float, required=True, help="depth in mm (the nearest spectrum is used)")
+    p.add_argument("--run", help="run key (default: the core's first run)")
+    p.add_argument("--mask-ratio", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", help="CSV file: channel, energy, measured, hidden, reconstruction, error")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("models", help="list installed models (models/ and the user data folder)")
+    p.add_argument("--dir", action="append", default=[], help="also look in this folder")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.set_defaults(func=cmd_models)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def cmd_pretrain(args) -> int:
+    from xrfcore.cli import UserError, progress_bar
+    from xrfcore.jobs import Cancelled
+    from xrfcore.model.config import ModelConfig
+    from xrfcore.train.data import load_project
+    from xrfcore.train.pretrain import TrainConfig, pretrain
+
+    out = Path(args.out)
+    if (out / "model.json").exists() and not (args.force or args.resume):
+        raise UserError(f"{out} already holds a model; choose another folder, --resume or --force")
+    overrides = {"window_channels": args.window_channels} if args.window_channels else {}
+    cfg = ModelConfig.preset(args.size, **overrides)
+    main = _rank() == 0
+    bar = progress_bar("reading") if main else None
+    try:
+        data = load_project(args.project, cfg, cores=args.cores, kv=args.kv,
+                            progress=bar or (lambda *a: None))
+    finally:
+        if bar:
+            bar.close()
+    train, val = data.split_cores(args.val_cores)
+    if len(train) == 0:
+        raise UserError("no training spectra left after holding out the validation cores")
+    tc = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     warmup_steps=args.warmup_steps, mask_ratio=args.mask_ratio, transform=args.transform,
+                     seed=args.seed, device=args.device, amp=args.amp, threads=args.threads,
+                     log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                     out_dir=str(out), resume=args.resume)
+    info = {"project": str(Path(args.project).resolve()), "train": train.summary(),
+            "val": val.summary() if len(val) else None, "val_cores": list(args.val_cores),
+            "kv": args.kv, "simulated": train.summary()["simulated"]}
+    if main:
+        sim = info["simulated"]
+        print(f"pretraining {args.size} on {len(train)} spectra from {len(info['train']['cores'])} cores"
+              f"{f', validating on {len(val)} from {len(args.val_cores)}' if len(val) else ''}"
+              f"{' (SIMULATED data)' if sim is True else ' (partly simulated data)' if sim == 'mixed' else ''}",
+              file=sys.stderr)
+    bar = progress_bar("pretrain") if main else None
+    try:
+        model, card = pretrain(train.counts, cfg, tc, progress=bar or (lambda *a: None),
+                               X_val=val.counts if len(val) else None, data_info=info)
+    except Cancelled:
+        raise UserError("cancelled; the last complete checkpoint (if any) is kept for --resume") from None
+    finally:
+        if bar:
+            bar.close()
+    if main:
+        m = card["metrics"]
+        print(f"model {out / 'model.safetensors'}: train loss {m['train_loss']:.4f}"
+              + (f", validation loss {m['val_loss']:.4f}" if m["val_loss"] is not None else ""))
+    return 0
+
+
+def _load_any(path):
+    from xrfcore.model import checkpoint as ck
+
+    if Path(path).suffix in (".pth", ".ckpt", ".pt"):
+        return ck.load_research_model(path, kind="mae")
+    model, card = ck.load(path)
+    if card["kind"] != "mae":
+        from xrfcore.cli import UserError
+
+        raise UserError(f"{path}: a {card['kind']} has no decoder; reconstruct needs a pretrained (mae) model")
+    return model, card
+
+
+def cmd_reconstruct(args) -> int:
+    import numpy as np
+
+    from xrfcore.cli import UserError
+    from xrfcore.reconstruct import reconstruct
+    from xrfcore.store import Project
+
+    model, card = _load_any(args.model)
+    with Project.open(args.project) as p:
+        if args.core not in p.cores():
+            raise UserError(f"{args.project}: no core {args.core!r} (cores: {', '.join(p.cores())})")
+        runs = p.runs(args.core)
+        run = args.run or (runs[0] if runs else None)
+        if run not in runs:
+            raise UserError(f"{args.project}: core {args.core} has no run {run!r} (runs: {', '.join(runs)})")
+        data = p.read_run(args.core, run)
+    if len(data) == 0:
+        raise UserError(f"{args.core}/{run} holds no active spectra")
+    depth = data.meta["depth_mm"].to_numpy(float)
+    i = int(np.nanargmin(np.abs(depth - args.depth)))
+    r = reconstruct(model, card, data.counts[i], args.mask_ratio, args.seed, grid=data.grid)
+    scanner = str(data.meta["scanner"].iloc[i]) if "scanner" in data.meta else ""
+    simulated = scanner.startswith("simulated") or card.get("simulated_data") is True
+    head = [f"xrfcore reconstruction{' (SIMULATED data)' if simulated else ''}",
+            f"model: {card.get('id', args.model)} (simulated training data: {card.get('simulated_data')})",
+            f"project: {args.project}", f"core: {args.core}", f"run: {run}", f"depth_mm: {depth[i]:g}",
+            f"spectrum: {data.meta['source_path'].iloc[i]}", f"scanner: {scanner}",
+            f"mask_ratio: {args.mask_ratio}", f"seed: {args.seed}",
+            f"loss (model space, hidden patches): {r['loss']:.5f}",
+            f"rmse_hidden_counts: {r['rmse_hidden']:.3f}", f"relative_hidden: {r['relative_hidden']:.4f}"]
+    if args.out:
+        import pandas as pd
+
+        from xrfcore.model.checkpoint import _atomic_write
+
+        df = pd.DataFrame({"channel": np.arange(len(r["measured"])) + model.cfg.window_start,
+                           "energy_kev": np.round(r["energies_kev"], 5), "measured": r["measured"],
+                           "hidden": r["mask"].astype(int), "reconstruction": np.round(r["reconstruction"], 3),
+                           "error": np.round(r["error"], 3)})
+        text = "".join(f"# {line}\n" for line in head) + df.to_csv(index=False)
+        _atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        print(f"wrote {args.out}")
+    else:
+        print("\n".join(head))
+    return 0
+
+
+def model_dirs(extra=()) -> list[Path]:
+    """Shipped models/ (next to the package), the user data folder's models/, then ``extra``."""
+    from xrfcore.model.checkpoint import model_search_dirs
+
+    return model_search_dirs(extra)
+
+
+def cmd_models(args) -> int:
+    from xrfcore.model.checkpoint import list_models
+
+    found = list_models(args.dir)
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    if not found:
+        print("no models found in: " + ", ".join(str(d) for d in model_dirs(args.dir)))
+        return 0
+    for c in found:
+        if "error" in c:
+            print(f"{c['path']}: unreadable card ({c['error']})")
+            continue
+        cfg = c.get("config", {})
+        width = cfg.get("window_channels") or cfg.get("channels", 0) - cfg.get("window_start", 0)
+        sim = {True: "SIMULATED data", False: "real data"}.get(c.get("simulated_data"), "data not stated")
+        val = (c.get("metrics") or {}).get("val_loss")
+        print(f"{c.get('id', '?'):32s} {c.get('kind', '?'):9s} {cfg.get('size', '?'):6s} "
+              f"{width:5d} ch  "
+              f"{sim}  {c.get('created', '')}  {'val ' + format(val, '.4f') if val is not None else ''}\n"
+              f"    {c['path']}")
+    return 0
