@@ -99,3 +99,12 @@ def test_lines_table():
     assert {"Fe", "Mn"} <= {ln.element for ln in sel}
     assert [ln.element for ln in lines_in_range(0, 40, elements=["ca"])] == ["Ca", "Ca"] or \
         {ln.element for ln in lines_in_range(0, 40, elements=["ca"])} == {"Ca"}
+
+
+def test_grid_like_objects_accepted():
+    from collections import namedtuple
+    G = namedtuple("G", "channels gain_kev offset_kev")
+    x = np.arange(2048, dtype=float)
+    y = resample(x, G(2048, 0.02, 0.0), {"channels": 1024, "gain_kev": 0.04, "offset_kev": 0.01})
+    assert y.shape == (1024,)
+    assert y.sum() == pytest.approx(x.sum(), rel=1e-12)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Grid", "DEFAULT_AVAATECH", "resample", "Line", "LINES", "lines_in_range"]
+__all__ = ["Grid", "DEFAULT_AVAATECH", "as_grid", "resample", "Line", "LINES", "lines_in_range"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,15 @@ class Grid:
 DEFAULT_AVAATECH = Grid(2048, 0.020, 0.0)
 
 
+def as_grid(g) -> Grid:
+    """A :class:`Grid` from a Grid, any object with channels/gain_kev/offset_kev, or a dict."""
+    if isinstance(g, Grid):
+        return g
+    if isinstance(g, dict):
+        return Grid(g["channels"], g["gain_kev"], g.get("offset_kev", 0.0))
+    return Grid(g.channels, g.gain_kev, g.offset_kev)
+
+
 @lru_cache(maxsize=64)
 def _weights(src: Grid, dst: Grid) -> tuple[np.ndarray, np.ndarray]:
     """For each destination edge: the source edge index below it and the fraction beyond."""
@@ -76,6 +85,7 @@ def resample(counts, src: Grid, dst: Grid) -> np.ndarray:
     are dropped; inside the overlap, totals are kept exactly (to rounding).
     Returns float64 of shape (dst.channels,) or (N, dst.channels).
     """
+    src, dst = as_grid(src), as_grid(dst)
     arr = np.asarray(counts, dtype=np.float64)
     if arr.ndim not in (1, 2):
         raise ValueError(f"counts must be (channels,) or (spectra, channels), got shape {arr.shape}")

@@ -774,8 +774,11 @@ def write_spe(path, counts, meta: dict, *, newline: str = "\r\n", old_header: bo
     c = np.asarray(counts)
     if c.ndim != 1 or c.size == 0:
         raise ValueError("counts must be a non-empty 1-D array")
-    if np.any(c < 0) or not np.all(np.isfinite(c)) or np.any(c != np.round(c)):
-        raise ValueError("counts must be non-negative whole numbers")
+    if not np.issubdtype(c.dtype, np.integer):
+        if not np.all(np.isfinite(c)) or np.any(c != np.round(c)):
+            raise ValueError("counts must be whole numbers")
+    if np.any(c < 0):
+        raise ValueError("counts must not be negative")
     c = c.astype(np.int64)
     dc = decimal_comma
 
@@ -839,9 +842,12 @@ def write_spe(path, counts, meta: dict, *, newline: str = "\r\n", old_header: bo
     lines.append("$DATA:")
     lines.append(f"0 {c.size - 1}")
     width = max(1, int(per_line))
-    strs = c.astype(str)
-    for i in range(0, c.size, width):
-        lines.append(" ".join(f"{s:>7}" for s in strs[i:i + width]))
+    vals = c.tolist()
+    row = " ".join(["%7d"] * width)
+    full = len(vals) - len(vals) % width
+    lines.extend(row % tuple(vals[i:i + width]) for i in range(0, full, width))
+    if full < len(vals):
+        lines.append(" ".join("%7d" % v for v in vals[full:]))
     text = newline.join(lines) + newline
     _atomic_write(Path(path), text.encode("latin-1", errors="replace"))
 
