@@ -112,10 +112,10 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
         for fn in filenames:
             low = fn.lower()
             if low in _RESULT_TABLES:
-                tables.append(Path(dirpath) / fn)
+                tables.append(os.path.join(dirpath, fn))
             elif low.endswith(".spe"):
-                spes.append(Path(dirpath) / fn)
-    return sorted(tables), sorted(spes)
+                spes.append(os.path.join(dirpath, fn))
+    return [Path(t) for t in sorted(tables)], [Path(s) for s in sorted(spes)]
 
 
 def itrax_folders(folder: Path, tables: list[Path], spes: list[Path]) -> list[Path]:
@@ -144,10 +144,10 @@ def detect_scanner(folder: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------- import
 
 def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    p, r = str(path), str(root).rstrip("/\\")
+    if p.startswith(r) and p[len(r):len(r) + 1] in ("/", os.sep):   # fast path (thousands of files)
+        p = p[len(r) + 1:]
+    return p.replace(os.sep, "/")
 
 
 def _read_bytes(path: Path) -> bytes:
