@@ -265,3 +265,18 @@ def test_create(tmp_path):
         assert p.cores() == [] and p.info()["cores"] == []
     with pytest.raises(FileExistsError):
         store.Project.create(path)
+
+
+def test_large_counts_round_trip(tmp_path, rng):
+    small = [make_record(rng, depth=d) for d in (1.0, 2.0)]
+    big = [make_record(rng, depth=d, kv=30.0, run=2) for d in (1.0, 2.0)]
+    big[1].counts[100] = 3_000_000                        # above uint16: stored as int32
+    path = tmp_path / "p.h5"
+    store.add_records(path, small + big, "dtypes")
+    with store.Project.open(path) as p:
+        for recs, run in ((small, "10kV-Run1"), (big, "30kV-Run2")):
+            d = p.read_run("C1", run)
+            assert d.counts.dtype == np.int32
+            np.testing.assert_array_equal(d.counts, np.stack([r.counts for r in recs]))
+        assert p._h5["cores/C1/runs/10kV-Run1/spectra"].dtype == np.uint16
+        assert p._h5["cores/C1/runs/30kV-Run2/spectra"].dtype == np.int32
