@@ -420,3 +420,17 @@ def test_text_after_data_tag_only_parse_error(body):
         read_spe(b"$ACC_VOLT:\r\n10.0\r\n$DATA:\r\n" + body.encode(), "fuzz.spe")
     except ParseError:
         pass
+
+
+def test_header_oddities(tmp_path):
+    head = ("junk before\r\n$SPEC_REM:\r\n  line one\r\n\r\n line three \r\n$ACC_VOLT: 10.0\r\n"
+            "$ACC_VOLT:\r\n30.0\r\n$$odd\r\n$Empty:\r\n$data:\r\n")
+    raw = head.encode() + block(COUNTS).encode()
+    spe = read_spe(raw)
+    assert spe.tags["SPEC_REM"] == "line one\n\nline three"
+    assert spe.tags["ACC_VOLT"] == "10.0" and spe.tags["ACC_VOLT#2"] == "30.0\n$$odd"
+    assert spe.tags["Empty"] == "" and spe.tag("empty") is None
+    assert spe.tags["_preamble"] == "junk before"
+    assert any("more than once" in w for w in spe.warnings)
+    assert any("before the first tag" in w for w in spe.warnings)
+    assert np.array_equal(spe.counts, COUNTS)

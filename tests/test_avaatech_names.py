@@ -147,3 +147,29 @@ def test_any_name_parses_without_error(name):
     assert out["variant"] in ("", "A", "B", "C", "D")
     for unit in ("auto", "cm", "mm"):
         parse_section(out["section"], unit)
+
+
+NAMES = [
+    "SO264-55-1_00050  970.0mm  10s  10kV 150uA No-Filter   0.0mm Run1 Rep0 Sett Low.spe",
+    "SO264-55-1_00050 1000.0mm  10s  10kV 150uA No-Filter -22.9mm Run2 Rep1 Sett Middle.spe",
+    "ZH-16-10   45.0mm  30s  10kV 1500uA No-Filter   0.0mm Run1 Rep0",
+    "SO202-37-2_0937   10.0mm  10s  10kV 1000uA F1.spe",
+    "LV28-44-3_0954 1000.0mm  12s  10kV 1200uA F1.SPE",
+    "X_10430B  970,5mm  10s  10kV 150uA Pd-Thin   0.0mm Run1 Rep0 Sett High.",
+    "U1489-1H-4A   40.0mm   6s   9kV 250uA No-Filter",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_name_path_agrees_with_token_classifier(name):
+    assert parse_file_name(name) == parse_file_name(name, fast=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("_ .,-0123456789mskVuARnepSt FLowT")), max_size=90))
+def test_fast_and_general_name_paths_agree(name):
+    fast, slow = parse_file_name(name), parse_file_name(name, fast=False)
+    if fast["variant"] in ("B", "C") and fast != slow:
+        # the token classifier may read more tokens; the fast path must never disagree on a field
+        for key in ("core", "section", "position_mm", "kv", "current_ua", "live_s"):
+            assert fast[key] == slow[key], (key, name)

@@ -7,16 +7,20 @@ an empty value drops its value line and every later line moves up.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path, PurePath
 
 import numpy as np
 
 from .records import ParseError, SpectrumRecord
+
+INT32_MAX = 2**31 - 1
 
 __all__ = [
     "SpeFile", "read_spe", "parse_file_name", "parse_run_folder", "parse_section",
@@ -44,23 +48,20 @@ class SpeFile:
 
     def tag(self, name: str) -> str | None:
         """Value text of a tag, case-insensitive; None when the tag is absent or empty."""
-        if self._index is None:  # built once; tags are not edited after parsing
-            self._index = _tag_index(self.tags)
-        key = self._index.get(name.upper())
-        if key is None:
-            return None
-        value = self.tags[key].strip()
-        return value or None
+        return self.upper().get(name.upper()) or None
 
-
-def _tag_index(tags: dict[str, str]) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for key in tags:
-        index.setdefault(key.upper(), key)
-    return index
+    def upper(self) -> dict[str, str]:
+        """Tags keyed in upper case, values stripped (first spelling wins); built once."""
+        if self._index is None:  # tags are not edited after parsing
+            index: dict[str, str] = {}
+            for key, value in self.tags.items():
+                index.setdefault(key.upper(), value.strip())
+            self._index = index
+        return self._index
 
 
 _TAG_LINE = re.compile(r"^\$([A-Za-z0-9_ .\-]+):(.*)$")
+_TAG_SPLIT = re.compile(r"(?:^|\n)[ \t]*\$")
 # "$DATA:" alone on its line; CR, LF or CRLF endings (bytes, so the data block is never decoded).
 _DATA_LINE = re.compile(rb"(?:^|[\r\n])[ \t]*\$DATA:[ \t]*(?=[\r\n]|$)", re.I)
 _TAIL_TAG = re.compile(rb"[\r\n][ \t]*\$")
@@ -77,18 +78,39 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def _looks_binary(data: bytes) -> bool:
+def _looks_binary(data: bytes, header_end: int) -> bool:
     if b"\x00" in data:
         return True
-    head = data[:8192]  # control bytes later on fail the strict count check anyway
+    # The header (or the first 8 KiB); control bytes in the data block fail the count check.
+    head = data[: header_end if header_end > 0 else 8192]
     bad = len(head) - len(head.translate(None, _CONTROL))
     return bad > max(2, len(head) // 100)
 
 
-def _lines(text: str) -> list[str]:
+def _find_data_line(data: bytes) -> tuple[int, int]:
+    """Start and end of the ``$DATA:`` line (alone on its line); (-1, -1) if absent."""
+    i = data.find(b"$DATA:")
+    while i >= 0:  # the common case: exact spelling, checked for line boundaries
+        j = i + 6
+        line_start = max(data.rfind(b"\n", 0, i), data.rfind(b"\r", 0, i)) + 1
+        k = j
+        while k < len(data) and data[k] in b" \t":
+            k += 1
+        if not data[line_start:i].strip(b" \t") and (k == len(data) or data[k] in b"\r\n"):
+            return line_start, k
+        i = data.find(b"$DATA:", j)
+    m = _DATA_LINE.search(data)  # other letter case
+    if m is None:
+        return -1, -1
+    return m.start() + (1 if data[m.start()] in b"\r\n" else 0), m.end()
+
+
+def _text(data: bytes) -> str:
+    """Decoded text with LF line endings (CR, LF and CRLF may be mixed)."""
+    text = _decode(data)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text.split("\n")
+    return text
 
 
 def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
@@ -102,19 +124,19 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
     data = bytes(data)
     if not data.strip():
         raise ParseError(path, "the file is empty")
-    if _looks_binary(data):
+    start, end = _find_data_line(data)
+    if _looks_binary(data, start):
         raise ParseError(path, "the file holds binary data, not a text spectrum")
-    m = _DATA_LINE.search(data)
-    if m is None:
+    if start < 0:
         raise ParseError(path, "no '$DATA:' line: this is not an Avaatech spectrum file")
     warnings: list[str] = []
-    tags = _parse_header(_lines(_decode(data[: m.start()])), warnings)
-    rest = data[m.end():]
+    tags = _parse_header(_text(data[:start]), warnings)
+    rest = data[end:]
 
     # The data block ends at EOF or at the next tag line (e.g. a trailing $ROI: block).
     tail_match = _TAIL_TAG.search(rest) if b"$" in rest else None
     if tail_match is not None:
-        tail = _parse_header(_lines(_decode(rest[tail_match.start() + 1:])), warnings)
+        tail = _parse_header(_text(rest[tail_match.start() + 1:]), warnings)
         for key, value in tail.items():
             tags[key if key not in tags else f"{key}#after-data"] = value
         rest = rest[: tail_match.start() + 1]
@@ -150,52 +172,67 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
             f"too many counts in the data block: {counts.size} found, {expected} expected "
             f"(channels {first} to {last})",
         )
-    if counts.min() < 0:
+    # The int64 fast path saw only digits and whitespace, so it holds no negative numbers.
+    if counts.dtype != np.int64 and counts.min() < 0:
         i = int(np.argmax(counts < 0))
         raise ParseError(path, f"negative count {float(counts[i]):g} at channel {first + i}")
-    if counts.max() > np.iinfo(np.int32).max:
+    top = counts.max()
+    if top > INT32_MAX:
         raise ParseError(path, "a count is too large for a 32-bit integer")
-    if not counts.any():
+    if top == 0:
         warnings.append("all counts are zero")
     return SpeFile(tags, counts.astype(np.int32), first, last, warnings)
 
 
-def _parse_header(lines: list[str], warnings: list[str]) -> dict[str, str]:
-    """Walk lines: a ``$TAG:`` line opens a tag; the lines up to the next tag are its value.
+def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
+    """A ``$TAG:`` line opens a tag; the lines up to the next tag line are its value.
 
-    A tag whose value line is missing gets "" (the scanner drops empty value lines).
+    ``text`` has LF line endings. A tag whose value line is missing gets "" (the scanner
+    drops empty value lines). Works on whole chunks, not line by line, for speed.
     """
     tags: dict[str, str] = {}
+    chunks = _TAG_SPLIT.split(text)
+    preamble = chunks[0].strip()
     current: str | None = None
     values: list[str] = []
-    preamble: list[str] = []
-    for raw in lines:
-        line = raw.strip()
-        if line[:1] == "$":
-            m = _TAG_LINE.match(line)
-            if m:
-                if current is not None:
-                    _store(tags, current, values, warnings)
-                current = m.group(1).strip()
-                inline = m.group(2).strip()
-                values = [inline] if inline else []
-                continue
-        if current is None:
-            if line:
-                preamble.append(line)
-        elif line or values:
-            values.append(line)
+    for chunk in chunks[1:]:
+        tag_line, _, rest = chunk.partition("\n")
+        m = _TAG_LINE.match("$" + tag_line.strip())
+        if m is None:  # a line starting with "$" that is no tag: part of the value
+            if current is None:
+                preamble = (preamble + "\n$" + chunk).strip()
+            else:
+                values.append("$" + tag_line.strip())
+                values.extend(_value_lines(rest))
+            continue
+        if current is not None:
+            _store(tags, current, values, warnings)
+        current = m.group(1).strip()
+        inline = m.group(2).strip()
+        values = [inline] if inline else []
+        values.extend(_value_lines(rest))
     if current is not None:
         _store(tags, current, values, warnings)
     if preamble:
-        tags["_preamble"] = "\n".join(preamble)
+        tags["_preamble"] = "\n".join(x.strip() for x in preamble.split("\n") if x.strip())
         warnings.append("text before the first tag was kept but not used")
     return tags
+
+
+def _value_lines(rest: str) -> list[str]:
+    rest = rest.strip()
+    if not rest:
+        return []
+    if "\n" not in rest:
+        return [rest]
+    return [x.strip() for x in rest.split("\n")]
 
 
 def _store(tags: dict[str, str], name: str, values: list[str], warnings: list[str]) -> None:
     while values and not values[-1]:
         values.pop()
+    while values and not values[0]:
+        values.pop(0)
     key = name
     if key in tags:
         n = 2
@@ -222,7 +259,7 @@ def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
             value = float(tok.replace(",", "."))
         except ValueError:
             value = None
-        if value is None or not np.isfinite(value):
+        if value is None or not math.isfinite(value):
             shown = tok if len(tok) <= 20 else tok[:20] + "..."
             raise ParseError(path, f"text token '{shown}' among the counts (count number "
                                    f"{i + 1}, channel {first + i})")
@@ -245,15 +282,17 @@ def _num(text: str | None) -> float | None:
         value = float(t)
     except ValueError:
         return None
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 def _int_after(prefix: str, text: str | None) -> int | None:
     """``Run1`` / ``Rep0`` / ``1`` -> the integer; None otherwise."""
     if text is None:
         return None
-    m = re.fullmatch(rf"\s*(?:{prefix})?\s*(\d+)\s*", text, re.I)
-    return int(m.group(1)) if m else None
+    t = text.strip()
+    if t[: len(prefix)].lower() == prefix.lower():
+        t = t[len(prefix):].strip()
+    return int(t) if t.isdigit() and t.isascii() else None
 
 
 _HEADER_DATE = re.compile(r"^(\d{1,2})-(\d{1,2})-(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
@@ -316,7 +355,7 @@ def split_core_section(token: str) -> tuple[str, str]:
     return token, ""
 
 
-def parse_file_name(name: str) -> dict:
+def parse_file_name(name: str, *, fast: bool = True) -> dict:
     """Parse an Avaatech spectrum file name (variants A-D of the spec).
 
     Returns a dict with keys ``variant`` ("A".."D" or "" when nothing was recognised),
@@ -335,6 +374,9 @@ def parse_file_name(name: str) -> dict:
     fields = stem.split("!")
     if len(fields) == 17:
         return _parse_bang(fields, out)
+    m = _NAME_BC.match(stem) if fast else None
+    if m is not None:
+        return _parse_bc(m, out)
     tokens = stem.split()
     if not tokens:
         return out
@@ -401,6 +443,34 @@ def parse_file_name(name: str) -> dict:
     return out
 
 
+_N = r"\d+(?:[.,]\d+)?"
+# Variant B (and C without the Y/Run/Rep part): one regex for the usual fixed-width names;
+# anything else goes through the token classifier below.
+_NAME_BC = re.compile(
+    rf"^(?P<first>[^\s!]+)\s+(?P<x>-?{_N})mm\s+(?P<live>{_N})s\s+(?P<kv>{_N})kV\s+"
+    rf"(?P<ua>{_N})uA\s+(?P<filter>(?!Run\d)(?!Rep\d)(?!Sett\b)[^\s]+)"
+    rf"(?:\s+(?P<y>-?{_N})mm\s+Run(?P<run>\d+)\s+Rep(?P<rep>\d+)"
+    rf"(?:\s+Sett\s+(?P<sett>Low|Middle|High|Mid)\.?)?)?$", re.I)
+
+
+def _parse_bc(m: re.Match, out: dict) -> dict:
+    g = m.groupdict()
+    out["core"], out["section"] = split_core_section(g["first"])
+    out["position_mm"] = _num(g["x"])
+    out["live_s"] = _num(g["live"])
+    out["kv"] = _num(g["kv"])
+    out["current_ua"] = _num(g["ua"])
+    out["filter"] = g["filter"]
+    if g["y"] is not None:
+        out["y_mm"] = _num(g["y"])
+        out["run"] = int(g["run"])
+        out["replicate"] = int(g["rep"])
+    if g["sett"]:
+        out["setting"] = f"Sett {g['sett']}"
+    out["variant"] = "C" if re.fullmatch(r"F\d", g["filter"], re.I) else "B"
+    return out
+
+
 def _is_measure_token(tok: str, tokens: list[str], i: int) -> bool:
     if _MM.match(tok) or _SEC.match(tok) or _KV.match(tok) or _UA.match(tok):
         return True
@@ -432,6 +502,22 @@ def _parse_bang(fields: list[str], out: dict) -> dict:
 
 
 def parse_section(token: str, unit: str = "auto") -> tuple[float | None, str, list[str]]:
+    """Section top in mm from a section token, the suffix kept, and warnings.
+
+    ``auto``: 4 digits = cm, 5-6 digits = mm, fewer than 4 = ambiguous (read as cm, warned).
+    ``cm``/``mm`` force the unit. A trigger core (``00TC``) has no numeric top.
+    """
+    top, suffix, warnings = _parse_section(token, unit)
+    return top, suffix, list(warnings)
+
+
+@lru_cache(maxsize=4096)
+def _parse_section(token: str, unit: str) -> tuple[float | None, str, tuple[str, ...]]:
+    top, suffix, warnings = _section_rule(token, unit)
+    return top, suffix, tuple(warnings)
+
+
+def _section_rule(token: str, unit: str) -> tuple[float | None, str, list[str]]:
     """Section top in mm from a section token, the suffix kept, and warnings.
 
     ``auto``: 4 digits = cm, 5-6 digits = mm, fewer than 4 = ambiguous (read as cm, warned).
@@ -532,6 +618,38 @@ def _close(a: float | None, b: float | None, tol: float) -> bool:
     return a is None or b is None or abs(a - b) <= tol
 
 
+def _relative(path, root) -> tuple[str, tuple[str, ...]]:
+    """(posix path relative to root, folder names between root and the file)."""
+    spath = os.fspath(path)
+    if root is None:
+        rel = os.path.basename(spath)
+    else:
+        sroot = os.fspath(root).rstrip("/\\") or os.sep
+        if spath.startswith(sroot) and spath[len(sroot):len(sroot) + 1] in ("/", os.sep):
+            rel = spath[len(sroot) + 1:]
+        else:
+            try:
+                rel = os.path.relpath(os.path.abspath(spath), os.path.abspath(sroot))
+            except ValueError:  # another drive (Windows)
+                rel = os.path.basename(spath)
+            if rel.startswith(".."):
+                rel = os.path.basename(spath)
+    rel = rel.replace(os.sep, "/")
+    parts = tuple(p for p in rel.split("/") if p not in ("", "."))
+    return "/".join(parts), parts[:-1]
+
+
+@lru_cache(maxsize=1024)
+def _folder_info(folder_parts: tuple[str, ...], root_name: str):
+    """(core folder, run folder, parsed run folder, core name from the folder), per folder."""
+    core_folder, run_folder, run_info = core_from_folders(list(folder_parts))
+    if run_info is not None and not core_folder:
+        # The run folder sits directly in the imported folder: that folder is the core.
+        core_folder = root_name
+    folder_core = core_from_folder_name(core_folder) if core_folder else ""
+    return core_folder, run_folder, run_info, folder_core
+
+
 def read_record(path, root=None, *, core: str | None = None,
                 section_unit: str = "auto") -> SpectrumRecord:
     """Read one Avaatech spectrum file into a :class:`SpectrumRecord`.
@@ -539,34 +657,20 @@ def read_record(path, root=None, *, core: str | None = None,
     Values come from the header first, then the file name, then the folders; every
     disagreement becomes a warning. Raises only :class:`ParseError`.
     """
-    path = Path(path)
-    root_path = Path(root) if root is not None else path.parent
+    rel_posix, folder_parts = _relative(path, root)
     try:
-        rel = path.relative_to(root_path)
-    except ValueError:
-        try:
-            rel = path.resolve().relative_to(root_path.resolve())
-        except (ValueError, OSError):
-            rel = Path(path.name)
-    rel_posix = rel.as_posix()
-    try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise ParseError(rel_posix, f"cannot read the file ({exc.strerror or exc})") from None
     spe = read_spe(data, rel_posix)
+    tag = spe.upper()
     warnings = list(spe.warnings)
-    name = parse_file_name(path.name)
+    name = parse_file_name(rel_posix.rsplit("/", 1)[-1])
     if not name["variant"]:
         warnings.append("file name not recognised as an Avaatech spectrum name")
-    folder_parts = list(rel.parts[:-1])
-    core_folder, run_folder, run_info = core_from_folders(folder_parts)
-    if run_info is not None and not core_folder:
-        # The run folder sits directly in the imported folder: that folder is the core.
-        try:
-            core_folder = root_path.resolve().name
-        except OSError:
-            core_folder = root_path.name
-    folder_core = core_from_folder_name(core_folder) if core_folder else ""
+    root_name = os.path.basename(os.path.abspath(root if root is not None else os.path.dirname(path)))
+    core_folder, run_folder, run_info, folder_core = _folder_info(folder_parts, root_name)
 
     # Core
     name_core = name["core"]
@@ -584,25 +688,25 @@ def read_record(path, root=None, *, core: str | None = None,
         raise ParseError(rel_posix, "no core name in the file name or folders (set the core name)")
 
     # Position
-    x_head = _num(spe.tag("X_Position"))
-    if spe.tag("X_Position") is not None and x_head is None:
-        warnings.append(f"$X_Position value '{spe.tag('X_Position')}' is not a number")
+    x_head = _num(tag.get("X_POSITION"))
+    if tag.get("X_POSITION") and x_head is None:
+        warnings.append(f"$X_Position value '{tag.get('X_POSITION')}' is not a number")
     position = x_head
     if position is None:
         position = name["position_mm"]
-        if _tag_present(spe, "X_Position"):
+        if "X_POSITION" in tag:
             warnings.append("$X_Position has no value; position taken from the file name")
         else:
             warnings.append("old short header without $X_Position: position taken from the file name")
     elif not _close(x_head, name["position_mm"], 0.051):
         warnings.append(f"X position in header {x_head:g} mm differs from file name "
                         f"{name['position_mm']:g} mm; header used")
-    y = _num(spe.tag("Y_Position"))
+    y = _num(tag.get("Y_POSITION"))
     if y is None:
         y = name["y_mm"]
 
     # Excitation
-    kv = _num(spe.tag("ACC_VOLT"))
+    kv = _num(tag.get("ACC_VOLT"))
     if kv is not None and not _close(kv, name["kv"], 0.05):
         warnings.append(f"kV in header {kv:g} differs from file name {name['kv']:g}; header used")
     if kv is None:
@@ -612,7 +716,7 @@ def read_record(path, root=None, *, core: str | None = None,
             kv = run_info[1]
         elif abs(kv - run_info[1]) > 0.05:
             warnings.append(f"kV {kv:g} differs from the run folder '{run_folder}' ({run_info[1]:g} kV)")
-    ma = _num(spe.tag("TUBE_CUR"))
+    ma = _num(tag.get("TUBE_CUR"))
     current = None
     if ma is not None:
         if ma >= 10:  # no Avaatech tube runs 10 mA: the value must already be in uA
@@ -628,7 +732,7 @@ def read_record(path, root=None, *, core: str | None = None,
         current = name["current_ua"]
 
     live = real = None
-    meas = spe.tag("MEAS_TIM")
+    meas = tag.get("MEAS_TIM") or None
     if meas:
         vals = [_num(v) for v in meas.split()]
         if vals and vals[0] is not None:
@@ -640,31 +744,31 @@ def read_record(path, root=None, *, core: str | None = None,
     elif name["live_s"] is not None and not _close(live, name["live_s"], 0.5):
         warnings.append(f"live time in header {live:g} s differs from file name {name['live_s']:g} s")
 
-    total_cps = _num(spe.tag("TotalCPS"))
+    total_cps = _num(tag.get("TOTALCPS"))
 
     # Run and replicate
-    run = _int_after("Run", spe.tag("Run_ID"))
+    run = _int_after("Run", tag.get("RUN_ID"))
     if run is None:
         run = name["run"]
     if run is None and run_info is not None:
         run = run_info[0]
     elif run is not None and run_info is not None and run != run_info[0]:
         warnings.append(f"run {run} differs from the run folder '{run_folder}'")
-    replicate = _int_after("Rep", spe.tag("Replicate_ID"))
+    replicate = _int_after("Rep", tag.get("REPLICATE_ID"))
     if replicate is None:
         replicate = name["replicate"]
     if replicate is None:
         replicate = 0
 
-    slit_dc = _num(spe.tag("Slit_DC"))
+    slit_dc = _num(tag.get("SLIT_DC"))
     if slit_dc is None:
         slit_dc = name["slit_dc_mm"]
-    slit_cc = _num(spe.tag("Slit_CC"))
+    slit_cc = _num(tag.get("SLIT_CC"))
     if slit_cc is None:
         slit_cc = name["slit_cc_mm"]
 
     # Date: header (month first), then the file name
-    raw_date = spe.tag("DATE_MEA")
+    raw_date = tag.get("DATE_MEA") or None
     date = _parse_header_date(raw_date)
     if date is None:
         if raw_date:
@@ -682,7 +786,7 @@ def read_record(path, root=None, *, core: str | None = None,
     if position is None:
         warnings.append("no X position in header or file name: depth unknown")
 
-    remark = " ".join(v for k, v in spe.tags.items() if k.upper().startswith("SPEC_REM"))
+    remark = " ".join(v for k, v in tag.items() if k.startswith("SPEC_REM"))
     scanner = "simulated-avaatech" if "SIMULATED" in remark.upper() else "avaatech"
 
     return SpectrumRecord(
@@ -715,10 +819,6 @@ def read_record(path, root=None, *, core: str | None = None,
         header=dict(spe.tags),
         warnings=warnings,
     )
-
-
-def _tag_present(spe: SpeFile, name: str) -> bool:
-    return any(k.upper() == name.upper() for k in spe.tags)
 
 
 # --------------------------------------------------------------------------- writing

@@ -10,6 +10,7 @@ about half a channel of their tabulated energies with this convention).
 from __future__ import annotations
 
 import hashlib
+import math
 import io
 import re
 import zipfile
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .records import ParseError, SpectrumRecord
+
+INT32_MAX = 2**31 - 1
 
 __all__ = ["ItraxSpe", "read_itrax_spe", "read_result_table", "find_result_table",
            "read_itrax_folder", "CPS_NOTE"]
@@ -47,7 +50,7 @@ def _num(text: str | None) -> float | None:
         v = float(str(text).strip().replace(",", "."))
     except ValueError:
         return None
-    return v if np.isfinite(v) else None
+    return v if math.isfinite(v) else None
 
 
 def _lines(text: str) -> list[str]:
@@ -105,7 +108,7 @@ def read_itrax_spe(data: bytes, path: str = "<bytes>") -> ItraxSpe:
         raise ParseError(path, f"negative count {counts[i]:g} at channel {i + 1}")
     if not np.isfinite(counts).all() or (counts != np.round(counts)).any():
         raise ParseError(path, "counts are not whole numbers")
-    if counts.max() > np.iinfo(np.int32).max:
+    if counts.max() > INT32_MAX:
         raise ParseError(path, "a count is too large for a 32-bit integer")
     warnings: list[str] = []
     declared = _num(header.get("number_mca_channels"))
