@@ -243,43 +243,15 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
 def predict_project(project, core, run, model_path, *, device="auto", progress=no_progress,
                     token=None) -> str:
     """Predict every depth of a core and store the table in the project; returns the model id."""
-    from xrfcore import store
-    try:
-        from xrfcore import predict as xp
-    except ImportError:
-        xp = None
-    if xp is not None and hasattr(xp, "predict_core"):
-        out = xp.predict_core(project, core, model_path, run=run, device=device, progress=progress,
+    from xrfcore import predict
+    df = predict.predict_core(project, core, model_path, run=run, device=device, progress=progress,
                               token=token, store=True)
-        df = out[0] if isinstance(out, tuple) else out
-        return str(df["model_id"].iloc[0]) if "model_id" in df and len(df) else ""
-    from xrfcore.train.finetune import Predictor
-    pr = Predictor(model_path, device=device)
-    with store.Project.open(project) as p:
-        rd = p.read_run(core, run)
-    df = pr.predict_counts(rd.counts, rd.grid, progress=progress, token=token)
-    for col in ("section", "position_mm"):
-        df.insert(0, col, rd.meta[col].to_numpy())
-    df.insert(0, "depth_mm", rd.meta["depth_mm"].to_numpy())
-    df.insert(0, "core", core)
-    df["model_id"] = pr.model_id
-    meta = {"model_id": pr.model_id, "weights_sha256": pr.card.get("weights_sha256"), "run": run,
-            "model_path": str(model_path), "simulated": bool(pr.card.get("simulated_data"))}
-    if token is not None:
-        token.raise_if_cancelled()
-    with store.transaction(project, create=False) as p:
-        p.write_predictions(core, pr.model_id, df, meta)
-    return pr.model_id
+    return str(df["model_id"].iloc[0]) if len(df) else ""
 
 
 def export_predictions(project, core, model_id, path, *, progress=no_progress, token=None) -> str:
-    from xrfcore import export, store
-    with store.Project.open(project) as p:
-        df, meta = p.read_predictions(core, model_id)
-    prov = dict(meta)
-    prov.update({"project": str(project), "project_sha256": export.file_sha256(project), "core": core,
-                 "model_id": model_id})
-    export.write_predictions_csv(path, df, prov)
+    from xrfcore import predict
+    predict.export_core(project, core, model_id, path)
     return str(path)
 
 
@@ -328,7 +300,4 @@ def reconstruct_one(model_path, counts, grid, mask_ratio, seed, *, progress=no_p
         _model_cache.clear()
         _model_cache[key] = checkpoint.load(model_path)
     model, card = _model_cache[key]
-    try:
-        return xr.reconstruct(model, card, counts, mask_ratio=mask_ratio, seed=seed, grid=grid)
-    except TypeError:  # older signature without the grid
-        return xr.reconstruct(model, card, counts, mask_ratio=mask_ratio, seed=seed)
+    return xr.reconstruct(model, card, counts, mask_ratio=mask_ratio, seed=seed, grid=grid)

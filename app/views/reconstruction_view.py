@@ -83,12 +83,16 @@ class ReconstructionView(QWidget):
         return np.maximum(a, 0.5) if self.log_box.isChecked() else a
 
     def show_result(self, result: dict, title: str = "") -> None:
-        """``result``: measured, mask (per channel bool), reconstruction (counts), error (float)."""
+        """``result`` from xrfcore.reconstruct.reconstruct for one spectrum: measured, mask (per
+        channel bool), reconstruction (counts), energies_kev, and error figures."""
         self._last = result
-        measured = np.asarray(result["measured"], float)
-        recon = np.asarray(result["reconstruction"], float)
-        mask = np.asarray(result["mask"], bool)
-        e = self.energies if len(self.energies) == len(measured) else np.arange(len(measured), float)
+        measured = np.asarray(result["measured"], float).ravel()
+        recon = np.asarray(result["reconstruction"], float).ravel()
+        mask = np.asarray(result["mask"], bool).ravel()
+        e = result.get("energies_kev")
+        e = np.asarray(e, float) if e is not None else self.energies
+        if len(e) != len(measured):
+            e = np.arange(len(measured), dtype=float)
         self.measured.setData(e, self._y(measured))
         self.recon.setData(e, self._y(recon))
         for r in self.mask_regions:
@@ -101,12 +105,16 @@ class ReconstructionView(QWidget):
             r.setZValue(-10)
             self.plot.addItem(r, ignoreBounds=True)
             self.mask_regions.append(r)
-        err = result.get("error")
+        parts = []
+        for key, text, fmt in (("relative_hidden", "relative error on hidden channels", "{:.1%}"),
+                               ("rmse_hidden", "RMSE on hidden channels", "{:.4g} counts"),
+                               ("loss", "masked loss (model space)", "{:.4g}")):
+            v = result.get(key)
+            if v is not None and np.size(v) == 1:
+                parts.append(f"{text}: {fmt.format(float(np.ravel(v)[0]))}")
         share = mask.mean() if len(mask) else 0.0
-        err_txt = f"{float(err):.4g}" if err is not None else "n/a"
-        self.error_label.setText(
-            f"Reconstruction error on masked channels: {err_txt}   "
-            f"(masked {share:.0%} of channels, seed {self.seed})")
+        self.error_label.setText("   ".join(parts) + f"   (hidden: {share:.0%} of channels, "
+                                 f"grey bands; mask seed {self.seed})")
         if title:
             self.title.setText(title)
 

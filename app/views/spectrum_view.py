@@ -189,7 +189,7 @@ class SpectrumView(QWidget):
     def readout_text(self, kev: float) -> str:
         parts = [f"{kev:.3f} keV"]
         if self._current is not None and len(self.energies):
-            i = int(np.clip(np.searchsorted(self.energies, kev), 0, len(self._current) - 1))
+            i = int(min(np.abs(self.energies - kev).argmin(), len(self._current) - 1))  # nearest channel
             parts.append(f"counts {int(self._current[i])} (channel {i})")
         near = self.nearest_line(kev)
         if near is not None:

@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
-_LOSS_RE = re.compile(r"(?<![a-z_])(train_loss|val_loss|loss)\s*[=:]\s*" + _NUM, re.I)
+# xrfcore's messages: "loss 0.1234 val 0.2345" (pretrain), "epoch 3: train 0.123 val 0.456" (fine-tune)
+_LOSS_RE = re.compile(r"(?<![a-z_])(train_loss|val_loss|train|val|loss)(?:\s*[=:]\s*|\s+)" + _NUM, re.I)
 
 
 def parse_losses(message: str) -> dict[str, float]:
@@ -17,7 +18,7 @@ def parse_losses(message: str) -> dict[str, float]:
     out = {}
     for key, val in _LOSS_RE.findall(message or ""):
         key = key.lower()
-        out["train" if key in ("loss", "train_loss") else "val"] = float(val)
+        out["train" if key in ("loss", "train", "train_loss") else "val"] = float(val)
     return out
 
 

@@ -1,0 +1,182 @@
+"""Views and wiring pieces on small in-memory arrays (no project, no model)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import synthetic_spectra
+
+
+def test_spectrum_view_markers_readout_overlays(qtbot):
+    from app.views.spectrum_view import SpectrumView
+    v = SpectrumView()
+    qtbot.addWidget(v)
+    X, e = synthetic_spectra(3)
+    v.set_energies(e, max_kev=11)
+    v.set_lines([("Ca", "Ka", 3.69), ("Ca", "Kb", 4.01), ("Ca", "La", 0.34), ("Fe", "Ka", 6.40),
+                 ("Ba", "La", 4.47)], selected=("Ca", "Fe"))
+    v.show_spectrum(X[0], "depth 10 mm")
+    assert v.marker_labels() == ["Ca Ka", "Fe Ka"]      # Ca La hidden: its K lines identify it
+    v.set_elements(["Ba"])
+    assert v.marker_labels() == ["Ba La"]
+    assert "nearest line Ba La at 4.470 keV" in v.readout_text(4.4)
+    v.set_elements(["Ca", "Fe"])
+    text = v.readout_text(3.69)
+    assert "3.690 keV" in text and f"counts {X[0][184]}" in text and "Ca Ka" in text
+    v.add_overlay(X[1], "a")
+    v.add_overlay(X[2], "b")
+    assert v.overlay_labels() == ["a", "b"]
+    v.log_box.setChecked(False)
+    assert np.array_equal(v.curve.getData()[1], X[0].astype(float))
+    v.log_box.setChecked(True)
+    assert v.curve.yData.min() >= 0.5            # zero counts drawn at 0.5 on a log axis
+    v.clear_overlays()
+    assert v.overlay_labels() == []
+    steps = []
+    v.stepRequested.connect(steps.append)
+    qtbot.keyClick(v, Qt.Key_Down)
+    qtbot.keyClick(v, Qt.Key_Up)
+    assert steps == [1, -1]
+
+
+def test_downcore_view_bands_labs_ood_traces(qtbot):
+    from app.views.downcore_view import DowncoreView, runs_of_true
+    assert runs_of_true(np.array([0, 1, 1, 0, 1], bool)) == [(1, 3), (4, 5)]
+    v = DowncoreView()
+    qtbot.addWidget(v)
+    z = np.arange(100) * 10.0
+    v.set_depths(z)
+    v.set_prediction("CaCO3", z, np.full(100, 50.0), np.full(100, 45.0), np.full(100, 55.0))
+    assert v.panels["CaCO3"].has_data
+    x, y = v.panels["CaCO3"].hi.getData()
+    assert np.allclose(x, 55) and np.allclose(y, z)
+    v.set_lab_samples("TOC", [15.0, 95.0], [1.0, 2.0], [10.0, 90.0], [20.0, 100.0])
+    assert len(v.panels["TOC"].labs.data) == 2
+    flags = np.zeros(100, bool)
+    flags[[3, 4, 5, 50]] = True
+    v.set_ood(z, flags)
+    assert v.ood_spans == [(25.0, 55.0), (495.0, 505.0)]
+    assert len(v.panels["TOC"].ood) == 2
+    assert not v._trace_plot.isVisible() or True
+    v.set_trace("ln(Ca/Fe)", z, np.sin(z))
+    assert "ln(Ca/Fe)" in v.trace_items
+    v.remove_trace("ln(Ca/Fe)")
+    assert not v.trace_items
+    got = []
+    v.depthClicked.connect(got.append)
+    v.set_cursor(200.0)
+    assert v.cursors[0].value() == 200.0
+
+
+def test_reconstruction_view_shades_masked_patches(qtbot):
+    from app.views.reconstruction_view import ReconstructionView
+    v = ReconstructionView()
+    qtbot.addWidget(v)
+    mask = np.zeros(512, bool)
+    mask[16:48] = True
+    mask[96:112] = True
+    res = {"measured": np.ones(512), "reconstruction": np.ones(512) * 1.1, "mask": mask,
+           "energies_kev": np.arange(512) * 0.02, "error": np.full(512, 0.1),
+           "rmse_hidden": 0.1, "relative_hidden": 0.1, "loss": 0.2}
+    v.show_result(res, "test")
+    assert v.masked_spans() == 2
+    assert "10.0%" in v.error_label.text()
+    asked = []
+    v.requested.connect(lambda r, s: asked.append((r, s)))
+    v.set_mask_ratio(0.75)
+    v.new_mask()
+    assert asked == [(0.75, 1)]
+
+
+def test_training_view_parses_losses_and_shows_metrics(qtbot):
+    from app.views.training_view import TrainingView, parse_losses
+    assert parse_losses("epoch 3: train 0.123 val 0.456") == {"train": 0.123, "val": 0.456}
+    assert parse_losses("loss 0.0123 val 2e-2") == {"train": 0.0123, "val": 0.02}
+    assert parse_losses("embedding labelled spectra") == {}
+    v = TrainingView()
+    qtbot.addWidget(v)
+    v.add_progress(1, 10, "epoch 1: train 0.5 val 0.7")
+    v.add_progress(2, 10, "epoch 2: train 0.4 val 0.6")
+    assert v.train == [(1, 0.5), (2, 0.4)] and v.val == [(1, 0.7), (2, 0.6)]
+    v.show_validation({"CaCO3": [1, 2, 3]}, {"CaCO3": [1.1, 2.0, 2.9]}, {"CaCO3": {"r2": 0.97, "rmse": 0.08}})
+    assert "R² 0.970" in v.metrics.text() and "RMSE 0.08" in v.metrics.text()
+
+
+def test_job_thread_progress_result_cancel_and_failure(qtbot):
+    from app.workers import JobThread
+    from xrfcore.jobs import Cancelled  # noqa: F401
+
+    def job(n, *, progress, token):
+        for i in range(n):
+            token.raise_if_cancelled()
+            progress(i + 1, n, f"step {i + 1}")
+        return n * 2
+
+    t = JobThread(job, 5)
+    seen = []
+    t.progress.connect(lambda d, n, m: seen.append(d))
+    with qtbot.waitSignal(t.succeeded, timeout=5000) as blocker:
+        t.start()
+    assert blocker.args == [10] and seen[-1] == 5
+    t.wait()
+
+    import threading
+    gate = threading.Event()
+
+    def slow(*, progress, token):
+        gate.wait(5)
+        token.raise_if_cancelled()
+        return 1
+    t2 = JobThread(slow)
+    with qtbot.waitSignal(t2.cancelled, timeout=5000):
+        t2.start()
+        t2.cancel()          # set from the GUI thread while the worker is busy
+        gate.set()
+    t2.wait()
+
+    def bad(*, progress, token):
+        raise ValueError("lab.csv: no depth column found")
+    t3 = JobThread(bad)
+    with qtbot.waitSignal(t3.failed, timeout=5000) as b3:
+        t3.start()
+    assert b3.args == ["lab.csv: no depth column found"]
+    t3.wait()
+
+
+def test_settings_roundtrip_and_recent(app_home):
+    from app.settings import Settings, data_dir, log_dir
+    s = Settings.load()
+    assert s.device == "auto" and str(data_dir()).startswith(str(app_home))
+    assert str(log_dir()).startswith(str(app_home))
+    for i in range(12):
+        s.add_recent(app_home / f"p{i}.h5")
+    s.device = "cpu"
+    s.save()
+    t = Settings.load()
+    assert t.device == "cpu" and len(t.recent_projects) == 8 and t.recent_projects[0].endswith("p11.h5")
+
+
+def test_frame_model_and_csv_export(tmp_path, qtbot):
+    from app.dialogs.report_dialog import ReportDialog, write_frame_csv
+    df = pd.DataFrame({"path": ["a.spe", "b.spe"], "status": ["ok", "rejected"], "message": ["", "empty file"]})
+    d = ReportDialog("Report", df, "2 files", csv_name="r.csv")
+    qtbot.addWidget(d)
+    m = d.report.model
+    assert m.rowCount() == 2 and m.headerData(2, Qt.Horizontal) == "message"
+    assert m.data(m.index(1, 2)) == "empty file"
+    out = tmp_path / "r.csv"
+    write_frame_csv(out, df, header="import report for X")
+    text = out.read_text()
+    assert text.startswith("# import report for X\n") and "b.spe,rejected,empty file" in text
+
+
+def test_traces_log_ratio_uses_line_windows():
+    from xrfcore import energy, traces
+    X, e = synthetic_spectra(4)
+    g = energy.Grid(2048, 0.02, 0.0)
+    ca = traces.window_counts(X, g, "Ca")
+    fe = traces.window_counts(X, g, "Fe")
+    assert ca.shape == (4,) and (ca > fe).all()
+    r = traces.log_ratio(X, g, "Ca", "Fe")
+    assert np.allclose(r, np.log((ca + 1) / (fe + 1)))
