@@ -215,3 +215,9 @@ def test_mutated_spectra_only_parse_error(edits):
     except ParseError:
         return
     assert (spe.counts >= 0).all()
+
+
+def test_decimal_comma_counts_rejected_plainly():
+    data = _synthetic([1, 2, 3]).replace(b"3.000\t3.000", b"3.000\t3,000")
+    with pytest.raises(ParseError, match="unreadable numbers"):
+        read_itrax_spe(data, "L1.spe")

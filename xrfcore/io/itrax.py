@@ -53,6 +53,14 @@ def _num(text: str | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def _lines(text: str) -> list[str]:
     # Header lines end in a lone CR, data lines in CRLF: normalise both.
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -90,11 +98,16 @@ def read_itrax_spe(data: bytes, path: str = "<bytes>") -> ItraxSpe:
         header[key] = cells[1].strip() if len(cells) > 1 else ""
         units[key] = cells[2].strip() if len(cells) > 2 else ""
     body = "\n".join(lines[start + 1:])
+    tokens = body.split()
     try:
-        values = np.array(body.split(), dtype=np.float64)
+        values = np.array(tokens, dtype=np.float64)
     except ValueError:
-        bad = next(t for t in body.split() if _num(t) is None)
-        raise ParseError(path, f"text token '{bad[:20]}' in the channel/count rows") from None
+        values = None
+    if values is None:
+        bad = next((t for t in tokens if not _is_float(t)), None)
+        if bad is None:  # e.g. a decimal comma, which Itrax never writes
+            raise ParseError(path, "unreadable numbers in the channel/count rows")
+        raise ParseError(path, f"text token '{bad[:20]}' in the channel/count rows")
     if values.size == 0:
         raise ParseError(path, "no channel rows after the 'channel content' line")
     if values.size % 2:
