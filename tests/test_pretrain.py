@@ -40,17 +40,17 @@ def test_shards_cover_and_disjoint():
 
 def test_pretrain_learns_and_writes(tmp_path):
     X = spectra(160)
-    seen = []
-    prog = []
+    seen, prog, live = [], [], []
     model, card = pretrain(X[:128], CFG, TrainConfig(steps=30, batch_size=32, lr=2e-3, log_every=5,
                                                      out_dir=str(tmp_path), seed=1),
                            progress=lambda d, t, m="": prog.append((d, t)), X_val=X[128:],
                            data_info={"simulated": True, "cores": ["A"]},
-                           batch_hook=lambda step, idx: seen.append(idx.copy()))
+                           batch_hook=lambda step, idx: seen.append(idx.copy()), on_metrics=live.append)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 30 and "val_loss" in rows[-1]
     assert rows[-1]["loss"] < rows[0]["loss"] * 0.8
-    assert prog[-1] == (30, 30)
+    assert prog[-1] == (30, 30) and len(prog) == 31  # "starting" + every step
+    assert live == rows
     assert len(seen) == 30 and all(len(i) == 32 for i in seen)
     assert set(np.concatenate(seen[:4])) == set(range(128))  # one epoch = 4 steps sees everything
     loaded, card2 = ck.load(tmp_path / "model")

@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -128,7 +129,7 @@ def save(path, model: nn.Module, card: dict) -> Path:
     full.setdefault("simulated_data", None)  # True / False; None = not stated
     full.setdefault("xrfcore_version", __version__)
     full.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    full.setdefault("command_line", " ".join(sys.argv))
+    full.setdefault("command_line", shlex.join(sys.argv))
     write_json(card_path, full)
     return card_path
 

@@ -111,12 +111,13 @@ def _checkpoint_path(resume) -> Path:
 
 def pretrain(X, cfg: ModelConfig, train_cfg: TrainConfig, progress: ProgressFn = no_progress,
              token: CancelToken | None = None, *, X_val=None, data_info: dict | None = None,
-             batch_hook=None):
+             batch_hook=None, on_metrics=None):
     """Pretrain a masked autoencoder on ``X`` (counts, (N, cfg.channels), on the model grid).
 
     ``X_val``: counts of held-out cores for validation. ``data_info``: what the card records about
     the data (cores, simulated flag, source...). ``batch_hook(step, indices)``: sees each batch's
-    sample indices (tests). Under torchrun each rank trains on its shard; rank 0 writes files.
+    sample indices (tests). ``on_metrics(row)``: each metrics row (step, epoch, lr, loss,
+    spectra_per_s, time_s[, val_loss]) as it is logged (live loss plots). Under torchrun each rank trains on its shard; rank 0 writes files.
     Returns (model on its device, in eval mode, card). Raises ``Cancelled`` (nothing half-written:
     only complete checkpoints from earlier steps remain) or ``FloatingPointError`` on a NaN loss.
     """
@@ -128,12 +129,12 @@ def pretrain(X, cfg: ModelConfig, train_cfg: TrainConfig, progress: ProgressFn =
     info = D.init_from_env(dev_pref.type == "cuda")
     try:
         return _pretrain(X, cfg, tc, progress if info.is_main else no_progress, token, X_val,
-                         data_info or {}, batch_hook, info, t_start)
+                         data_info or {}, batch_hook, on_metrics, info, t_start)
     finally:
         D.shutdown(info)
 
 
-def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, info, t_start):
+def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metrics, info, t_start):
     device = resolve_device(tc.device, info.local_rank)
     dtype = amp_dtype(device, tc.amp)
     out = Path(tc.out_dir) if tc.out_dir else None
@@ -249,19 +250,20 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, info, t
         seen += len(idx) * info.world_size
         done = step + 1
         end_of_epoch = done % steps_per_epoch == 0
-        if done % max(1, tc.log_every) == 0 or end_of_epoch or done == total:
+        do_val = Zv is not None and info.is_main and (done % val_every == 0 or done == total)
+        if done % max(1, tc.log_every) == 0 or end_of_epoch or done == total or do_val:
             el = time.perf_counter() - t_loop
             row = {"step": done, "epoch": round(done / steps_per_epoch, 4), "lr": lr,
                    "loss": run_loss / max(run_n, 1), "spectra_per_s": seen / el if el > 0 else None,
                    "time_s": round(time.perf_counter() - t_start, 3)}
-            if done % val_every == 0 or done == total:
-                if Zv is not None and info.is_main:
-                    last_val = evaluate(model, Zv, tc.mask_ratio, max(tc.batch_size, 256), dtype)
-                    row["val_loss"] = last_val
+            if do_val:
+                last_val = evaluate(model, Zv, tc.mask_ratio, max(tc.batch_size, 256), dtype)
+                row["val_loss"] = last_val
             write_metrics(row)
+            if on_metrics is not None and info.is_main:
+                on_metrics(row)
             run_loss, run_n = 0.0, 0
-            progress(done, total, f"loss {row['loss']:.4f}" +
-                     (f" val {row['val_loss']:.4f}" if "val_loss" in row else ""))
+        progress(done, total, f"loss {mean_loss:.4f}" + (f" val {last_val:.4f}" if last_val is not None else ""))
         if out and info.is_main and (done % ckpt_every == 0) and done < total:
             save_state(out / CHECKPOINT_NAME, model, optimizer, state_meta(done), scaler)
     D.barrier(info)
