@@ -1,0 +1,215 @@
+"""The operator's journey on the bundled (SIMULATED) sample core, driven through the GUI offscreen:
+import, look, load lab samples, fine-tune (head, tiny model), predict, export, reconstruction;
+a cancelled import leaves the project unchanged; a bad labels file gives an error dialog."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import wait_idle
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def errors_shown(monkeypatch):
+    """Capture QMessageBox.critical instead of blocking on a modal dialog."""
+    from PySide6.QtWidgets import QMessageBox
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda parent, title, text, *a, **k: shown.append((title, text))))
+    return shown
+
+
+@pytest.fixture
+def window(qtbot, errors_shown):
+    from app.main_window import MainWindow
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    for j in list(w.jobs):
+        j.cancel()
+    for j in list(w.jobs):
+        j.wait(20000)
+
+
+def test_first_run_page(window):
+    assert window.stack.currentWidget() is window.first
+    assert "SIMULATED" in window.first.open_sample.text()
+
+
+def test_import_dialog_imports_and_reports(qtbot, sample_core, tmp_path, errors_shown):
+    from app.dialogs.import_dialog import ImportDialog, report_frame
+    from app.dialogs.report_dialog import write_frame_csv
+    d = ImportDialog(folder=str(sample_core), projects_folder=tmp_path)
+    qtbot.addWidget(d)
+    assert d.project_edit.text() == str(tmp_path / "sample_core.h5")   # default from the folder name
+    d.unit_combo.setCurrentIndex(0)
+    d.start()
+    qtbot.waitUntil(lambda: d.outcome == "ok", timeout=60_000)
+    assert d.pages.currentIndex() == 2
+    df = report_frame(d.report)
+    assert len(df) == 300 and set(df["status"]) == {"ok"}
+    assert d.report_table.model.rowCount() == 300
+    assert "300 files" in d.report_table.summary.text()
+    write_frame_csv(tmp_path / "report.csv", d.report_table.model.df, d.report_table.header)
+    back = pd.read_csv(tmp_path / "report.csv", comment="#")
+    assert len(back) == 300 and "status" in back.columns
+    assert (tmp_path / "sample_core.h5").exists() and not errors_shown
+
+
+def test_cancelled_import_leaves_project_unchanged(qtbot, sample_core, project, tmp_path):
+    from app.dialogs.import_dialog import ImportDialog
+    # a second copy of the core under another name: all files are new to the project
+    other = tmp_path / "other"
+    shutil.copytree(sample_core, other)
+    before = sha(project)
+    d = ImportDialog(folder=str(other), current_project=str(project), projects_folder=tmp_path)
+    qtbot.addWidget(d)
+    d.core_edit.setText("OTHER-1")
+    assert d.add_radio.isChecked() and d.target_project() == str(project)
+    d.start()
+    d.cancel()                      # the token is set directly from the GUI thread
+    qtbot.waitUntil(lambda: d.outcome == "cancelled", timeout=60_000)
+    d.job.wait()
+    assert sha(project) == before
+    assert "unchanged" in d.progress_label.text()
+    assert not list(project.parent.glob(".*tmp*"))
+
+
+def test_bad_labels_file_shows_error_dialog(window, qtbot, project, tmp_path, errors_shown, monkeypatch):
+    window.open_project(str(project))
+    qtbot.waitUntil(lambda: window.view is not None, timeout=30_000)
+    wait_idle(qtbot, window)
+    # 1. not a table at all
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01\x02garbage without separators\n")
+    window.load_lab_samples(str(junk))
+    assert errors_shown and errors_shown[-1][0] == "Lab samples"
+    assert "junk.csv" in errors_shown[-1][1] and "Traceback" not in errors_shown[-1][1]
+    # 2. a table without depth columns: read in the worker, the dialog reports it
+    from app.dialogs import labels_dialog
+    nodepth = tmp_path / "nodepth.csv"
+    nodepth.write_text("core,CaCO3,TOC\nSIM01-1,50,1\n")
+    shown_before = len(errors_shown)
+
+    def fake_exec(self):
+        qtbot.waitUntil(lambda: self.job is not None and self.job.isFinished(), timeout=30_000)
+        qtbot.wait(50)
+        return 0
+    monkeypatch.setattr(labels_dialog.LabelsDialog, "exec", fake_exec)
+    window.load_lab_samples(str(nodepth))
+    assert len(errors_shown) == shown_before + 1
+    assert "no depth column" in errors_shown[-1][1] and "nodepth.csv" in errors_shown[-1][1]
+    # every error also went to the log file
+    from app.errors import log_file
+    assert "no depth column" in log_file().read_text()
+
+
+def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, project, lab_csv, tiny_mae,
+                                                            tmp_path, errors_shown, monkeypatch):
+    w = window
+    w.settings.default_model = str(tiny_mae)
+    w.settings.device = "cpu"
+    # open: tree of cores -> runs, downcore + spectrum views
+    w.open_project(str(project))
+    qtbot.waitUntil(lambda: w.view is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    assert w.stack.currentWidget() is w.workspace
+    root = w.tree.topLevelItem(0)
+    core_item = root.child(0)
+    assert core_item.text(0).startswith("SIM01-1") and core_item.child(0).text(0).startswith("10kV-Run1")
+    assert len(w.view.depth) == 300 and np.all(np.diff(w.view.depth) >= 0)
+    assert "SIMULATED" in w.banner.text()
+    # arrow keys step through depths
+    w.spectrum.setFocus()
+    qtbot.keyClick(w.spectrum, Qt.Key_Down)
+    qtbot.keyClick(w.spectrum, Qt.Key_Down)
+    assert w.idx == 2 and "depth 25.0 mm" in w.spectrum.title.text()
+    w.select_depth(1000.0)
+    assert abs(w.view.depth[w.idx] - 1000) <= 10
+    w.overlay_current()
+    w.add_sum_overlay(100.0, 200.0)
+    wait_idle(qtbot, w)
+    assert any(lab.startswith("sum 100-200 mm (10 spectra)") for lab in w.spectrum.overlay_labels())
+    w.trace_actions[("Ca", "Fe")].setChecked(True)
+    assert "ln(Ca/Fe)" in w.downcore.trace_items
+
+    # load lab samples: mapping dialog shows matched rows, then they are stored
+    from app.dialogs import labels_dialog
+
+    def accept_after_check(self):
+        qtbot.waitUntil(lambda: self.lab is not None, timeout=30_000)
+        assert self.matched.model.rowCount() > 10
+        assert self.buttons.button(self.buttons.StandardButton.Ok).isEnabled()
+        assert "SIMULATED" in self.status.text()
+        return 1
+    monkeypatch.setattr(labels_dialog.LabelsDialog, "exec", accept_after_check)
+    w.load_lab_samples(str(lab_csv))
+    wait_idle(qtbot, w)
+    qtbot.waitUntil(lambda: w.view is not None and len(w.view.labels) > 10, timeout=30_000)
+    n_labels = len(w.view.labels)
+    assert len(w.downcore.panels["CaCO3"].labs.data) == n_labels
+
+    # fine-tune, head mode, tiny model
+    from app.dialogs.finetune_dialog import FinetuneDialog
+    d = FinetuneDialog(str(project), w, device="cpu", base_model=str(tiny_mae), cuda=False)
+    qtbot.addWidget(d)
+    d.modelReady.connect(w.set_model)
+    assert d.head.isChecked() and d.settings()["base_model"] == str(tiny_mae)
+    d.start()
+    qtbot.waitUntil(lambda: d.outcome != "", timeout=120_000)
+    assert d.outcome == "ok", d.status.text()
+    card = d.result["card"]
+    assert set(card["metrics"]) == {"CaCO3", "TOC"}
+    assert "R²" in d.view.metrics.text() and "RMSE" in d.view.metrics.text()
+    assert w.model_path == d.result["path"]
+
+    # predict: stored in the project, drawn with bands and OOD shading
+    w.predict()
+    qtbot.waitUntil(lambda: w.view is not None and w.view.prediction is not None, timeout=120_000)
+    wait_idle(qtbot, w)
+    assert w.downcore.panels["CaCO3"].has_data and w.downcore.panels["TOC"].has_data
+    x_lo, _ = w.downcore.panels["CaCO3"].lo.getData()
+    x_mid, _ = w.downcore.panels["CaCO3"].line.getData()
+    assert len(x_lo) == 300 and np.all(x_lo <= x_mid + 1e-9)
+    assert "SIMULATED" in w.downcore.title.text()
+
+    # export CSV through the dialog
+    from app.dialogs import export_dialog
+    out = tmp_path / "downcore.csv"
+
+    def choose(self):
+        self.path.setText(str(out))
+        return 1
+    monkeypatch.setattr(export_dialog.ExportDialog, "exec", choose)
+    w.export_csv()
+    wait_idle(qtbot, w)
+    text = out.read_text()
+    assert text.startswith("# SIMULATED DATA")
+    assert f"# model_id: {card['id']}" in text
+    df = pd.read_csv(out, comment="#")
+    for col in ("core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "CaCO3_hi", "TOC",
+                "TOC_lo", "TOC_hi", "ood_flag", "model_id"):
+        assert col in df.columns
+    assert len(df) == 300 and (df["core"] == "SIM01-1").all() and (df["model_id"] == card["id"]).all()
+    assert df["CaCO3"].between(0, 100).all() and (df["CaCO3_lo"] <= df["CaCO3"]).all()
+    assert (df["TOC_hi"] >= df["TOC"]).all() and df["depth_mm"].is_monotonic_increasing
+
+    # reconstruction view: masked patches shaded, reconstruction overlaid, new mask
+    w.tabs.setCurrentWidget(w.recon)
+    qtbot.waitUntil(lambda: w.recon.masked_spans() > 0, timeout=60_000)
+    wait_idle(qtbot, w)
+    first = [r.getRegion() for r in w.recon.mask_regions]
+    assert len(w.recon.recon.getData()[0]) > 0 and "hidden" in w.recon.error_label.text()
+    w.recon.new_mask()
+    qtbot.waitUntil(lambda: [r.getRegion() for r in w.recon.mask_regions] != first, timeout=60_000)
+    wait_idle(qtbot, w)
+    assert not errors_shown
