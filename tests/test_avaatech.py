@@ -434,3 +434,15 @@ def test_header_oddities(tmp_path):
     assert any("more than once" in w for w in spe.warnings)
     assert any("before the first tag" in w for w in spe.warnings)
     assert np.array_equal(spe.counts, COUNTS)
+
+
+def test_root_is_the_core_folder_or_absent(tmp_path):
+    p = write_tree(tmp_path, "SO264-55-1/Run 2 at  30kV", meta={**META, "kv": 30, "run": 2})
+    r = read_record(p, tmp_path / "SO264-55-1")
+    assert r.core == "SO264-55-1" and r.source_path == "Run 2 at  30kV/" + p.name
+    assert r.run_key == "30kV-Run2" and r.warnings == []
+    r2 = read_record(p)
+    assert r2.core == "SO264-55-1" and r2.source_path.endswith("SO264-55-1/Run 2 at  30kV/" + p.name)
+    # No run folder at all: the core comes from the file name.
+    q = write_tree(tmp_path, "flat", meta={**META, "core": "GeoB1234-5"})
+    assert read_record(q, tmp_path).core == "GeoB1234-5"

@@ -24,8 +24,8 @@ INT32_MAX = 2**31 - 1
 
 __all__ = [
     "SpeFile", "read_spe", "parse_file_name", "parse_run_folder", "parse_section",
-    "core_from_folders", "find_spectra", "read_record", "write_spe", "spe_file_name",
-    "DEFAULT_CHANNELS",
+    "split_core_section", "core_from_folders", "core_from_folder_name", "find_spectra",
+    "read_record", "write_spe", "spe_file_name", "DEFAULT_CHANNELS",
 ]
 
 DEFAULT_CHANNELS = 2048
@@ -654,9 +654,13 @@ def read_record(path, root=None, *, core: str | None = None,
                 section_unit: str = "auto") -> SpectrumRecord:
     """Read one Avaatech spectrum file into a :class:`SpectrumRecord`.
 
-    Values come from the header first, then the file name, then the folders; every
+    ``root`` is the imported folder: ``source_path`` is relative to it and only folders
+    below it are read for the core and run (when the run folder sits directly in
+    ``root``, root's own name is the core folder). Values come from the header first, then the file name, then the folders; every
     disagreement becomes a warning. Raises only :class:`ParseError`.
     """
+    if root is None:  # enough levels for <core>/<Rescan|TC>/<Run folder>/<file>
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(path)))))
     rel_posix, folder_parts = _relative(path, root)
     try:
         with open(path, "rb") as fh:
@@ -669,7 +673,7 @@ def read_record(path, root=None, *, core: str | None = None,
     name = parse_file_name(rel_posix.rsplit("/", 1)[-1])
     if not name["variant"]:
         warnings.append("file name not recognised as an Avaatech spectrum name")
-    root_name = os.path.basename(os.path.abspath(root if root is not None else os.path.dirname(path)))
+    root_name = os.path.basename(os.path.abspath(root))
     core_folder, run_folder, run_info, folder_core = _folder_info(folder_parts, root_name)
 
     # Core
