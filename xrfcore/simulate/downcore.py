@@ -31,6 +31,7 @@ class CoreSeries:
     ba_ppm: np.ndarray
     p_extra_pct: np.ndarray
     event: np.ndarray             # "", "turbidite", "ash"
+    salinity: float               # pore water relative to seawater (1 = marine, <1 brackish/lake)
     terr: np.ndarray              # (Z,) terrigenous end-member
     params: dict = field(default_factory=dict)
 
@@ -52,7 +53,8 @@ class CoreSeries:
 
     def compositions(self, win: dict[str, np.ndarray]) -> np.ndarray:
         return compose(win["caco3"], win["toc"], win["opal"], win["water"], self.terr, ash=win["ash"],
-                       ba_ppm=win["ba_ppm"], mn_pct=win["mn_pct"], p_extra_pct=win["p_extra_pct"])
+                       ba_ppm=win["ba_ppm"], mn_pct=win["mn_pct"], p_extra_pct=win["p_extra_pct"],
+                       salinity=self.salinity)
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
@@ -79,7 +81,8 @@ def _running_mean(x: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(xp, k, mode="valid")
 
 
-def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: str | None = None) -> CoreSeries:
+def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: str | None = None,
+                  salinity: float | None = None) -> CoreSeries:
     """One core's truth on a 1 mm grid."""
     d = int(np.ceil(length_mm)) + 20
     z = np.arange(d) + 0.5                                   # mm
@@ -150,17 +153,20 @@ def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: s
     water = water_from_porosity(poro)
 
     # coupled minor elements
-    mn_base = float(np.exp(rng.uniform(np.log(0.02), np.log(0.15))))
+    mn_base = float(np.exp(rng.uniform(np.log(0.005), np.log(0.08))))
     ox_depth = rng.uniform(100, 300)
     mn = mn_base + rng.uniform(0.1, 1.0) * np.exp(-z / ox_depth * 3.0)
     ba = 150.0 + 3000.0 * opal + 20000.0 * toc + rng.uniform(0, 300)
-    p_extra = np.clip(rng.uniform(0.0, 0.06) + 1.0 * toc + _ar1(rng, d, 0.95, 0.005), 0.0, 0.5)
+    p_extra = np.clip(rng.uniform(0.03, 0.15) + 1.0 * toc + _ar1(rng, d, 0.95, 0.005), 0.0, 0.5)
     terr, tparams = random_terrigenous(rng)
+    if salinity is None:   # mostly marine; some brackish margins / lakes
+        salinity = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.0, 0.7))
     params = dict(site=site, sar_cm_kyr=sar, sign=sign, bioturbation_mm=width, phi0=phi0,
                   phi_inf=phi_inf, compaction_mm=lc, n_turbidites=int(n_turb), n_ash=int(n_ash),
-                  terrigenous=tparams, mn_base_pct=mn_base)
+                  terrigenous=tparams, mn_base_pct=mn_base, salinity=salinity)
     return CoreSeries(name=name, depth_mm=z, caco3=caco3, toc=toc, opal=opal, ash=ash, water=water,
-                      mn_pct=mn, ba_ppm=ba, p_extra_pct=p_extra, event=event, terr=terr, params=params)
+                      mn_pct=mn, ba_ppm=ba, p_extra_pct=p_extra, event=event, salinity=float(salinity), terr=terr,
+                      params=params)
 
 
 def random_compositions(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict]:

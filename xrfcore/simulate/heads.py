@@ -22,16 +22,16 @@ class Head:
     live_s: float = 10.0
     tube_be_um: float = 125.0
     tube_takeoff_deg: float = 20.0
-    rhl_scale: float = 1.6          # Ebel's Rh L output looks low vs real Rh-La/Fe (REALISM.md)
-    psi1_deg: float = 45.0          # incidence, from the core surface
-    psi2_deg: float = 45.0          # take-off towards the detector
+    rhl_scale: float = 1.5          # Ebel's Rh L output looks low vs real Rh-La/Fe (REALISM.md)
+    psi1_deg: float = 50.0          # incidence, from the core surface (assumed)
+    psi2_deg: float = 40.0          # take-off towards the detector (assumed)
     path_in_cm: float = 1.5         # He-flushed path tube -> sample
     path_out_cm: float = 1.0        # sample -> detector
-    air_fraction: float = 0.05      # residual air in the He flush (typical core)
+    air_fraction: float = 0.12      # residual air in the He flush (real Ar Ka says ~0.1; REALISM.md)
     ar_view_cm: float = 0.6         # effective length of air seen by tube and detector (Ar Ka)
     foil_um: float = 4.0            # Ultralene-like foil, modelled as C3H6
-    film_um: float = 2.0            # mean pore-water film between foil and sediment (wet mud)
-    det_be_um: float = 12.5
+    film_um: float = 5.0            # mean pore-water film under the foil at 55 % water (REALISM.md)
+    det_be_um: float = 25.0         # 1 mil Be (assumed; 12.5 um made Al/Si far too high)
     det_dead_um: float = 0.1
     det_si_um: float = 450.0
     noise_ev: float = 90.0
@@ -42,8 +42,8 @@ class Head:
     channels: int = 2048
     gain: float = 0.0200            # keV per channel
     offset: float = 0.0             # keV
-    geometry: float = 1.6e-4        # G = Omega_tube * Omega_det / 4 pi (sr)
-    dead_time_us: float = 1.9
+    geometry: float = 1.35e-4       # G = Omega_tube * Omega_det / 4 pi (sr)
+    dead_time_us: float = 2.1
     pileup_ns: float = 120.0
 
     def replace(self, **kw) -> "Head":
@@ -59,17 +59,18 @@ class Head:
                 self.psi1_deg, self.psi2_deg, self.kv)
 
 
-# Named heads. "avaatech-b" stands for a replaced detector/head: thicker detector window, worse
-# resolution, different gain and geometry, older tube: Al/Si/S/Cl fall relative to Fe, peaks move
-# by channels, so a model trained on head A sees a shifted domain (as real head changes did).
+# Named heads. "avaatech-b" stands for a replaced detector/head: thinner detector window, worse
+# resolution, other gain/offset, angles and geometry, thinner tube window: Al/Si/S/Cl rise relative
+# to Fe and peaks move by channels, so a model trained on head A sees a shifted domain (as real
+# head changes did).
 HEADS: dict[str, Head] = {
     "avaatech-a": Head(),
-    "avaatech-b": Head(name="avaatech-b", det_be_um=25.0, det_dead_um=0.15, noise_ev=115.0,
-                       gain=0.0203, offset=-0.030, geometry=1.35e-4, psi1_deg=50.0, psi2_deg=42.0,
+    "avaatech-b": Head(name="avaatech-b", det_be_um=12.5, det_dead_um=0.05, noise_ev=115.0,
+                       gain=0.0203, offset=-0.030, geometry=1.2e-4, psi1_deg=55.0, psi2_deg=45.0,
                        tube_be_um=75.0, rhl_scale=1.3, foil_um=6.0, dead_time_us=2.1, pileup_ns=200.0),
-    "avaatech-c": Head(name="avaatech-c", current_ua=150.0, det_be_um=8.0, noise_ev=70.0,
+    "avaatech-c": Head(name="avaatech-c", current_ua=150.0, det_be_um=18.0, noise_ev=70.0,
                        gain=0.0199, offset=0.020, geometry=1.8e-4, tube_takeoff_deg=25.0,
-                       air_fraction=0.08, dead_time_us=1.8, pileup_ns=80.0),
+                       air_fraction=0.08, dead_time_us=1.8, pileup_ns=80.0, film_um=3.0),
 }
 
 
@@ -91,9 +92,9 @@ def random_head(rng: np.random.Generator, name: str, base: Head | None = None) -
         rhl_scale=float(rng.uniform(1.0, 2.0)),
         psi1_deg=float(np.round(rng.uniform(40, 55), 1)),
         psi2_deg=float(np.round(rng.uniform(40, 55), 1)),
-        air_fraction=float(np.exp(rng.uniform(np.log(0.02), np.log(0.2)))),
+        air_fraction=float(np.exp(rng.uniform(np.log(0.03), np.log(0.3)))),
         foil_um=float(rng.uniform(3, 6)),
-        film_um=float(rng.uniform(1.0, 4.0)),
+        film_um=float(rng.uniform(1.5, 8.0)),
         det_be_um=float(rng.uniform(8, 25)),
         det_dead_um=float(rng.uniform(0.03, 0.2)),
         noise_ev=float(rng.uniform(60, 130)),
@@ -114,12 +115,14 @@ class Nuisance:
     air_fraction: np.ndarray
     geometry_scale: np.ndarray
     gain_scale: np.ndarray          # 1 + drift
+    film_salinity: np.ndarray | None = None   # salts of the film relative to seawater (None: 1)
 
     def take(self, sl) -> "Nuisance":
-        return Nuisance(self.film_um[sl], self.air_fraction[sl], self.geometry_scale[sl], self.gain_scale[sl])
+        fs = None if self.film_salinity is None else self.film_salinity[sl]
+        return Nuisance(self.film_um[sl], self.air_fraction[sl], self.geometry_scale[sl], self.gain_scale[sl], fs)
 
 
-def sample_nuisances(rng: np.random.Generator, head: Head, water: np.ndarray, *,
+def sample_nuisances(rng: np.random.Generator, head: Head, water: np.ndarray, *, salinity: float = 1.0,
                      crack_prob: float = 0.02, drift_sd: float = 1e-4) -> Nuisance:
     """Film grows with water content (gamma-distributed); helium loss and cracks; surface height
     (geometry x exp(N(0, 0.04))); gain drift as a random walk along the run."""
@@ -134,7 +137,8 @@ def sample_nuisances(rng: np.random.Generator, head: Head, water: np.ndarray, *,
     air[crack] += rng.uniform(0.2, 0.8, crack.sum())
     air = np.clip(air, 0.0, 1.0)
     drift = np.cumsum(rng.normal(0, drift_sd, n))
-    return Nuisance(film_um=film, air_fraction=air, geometry_scale=geo, gain_scale=1.0 + drift)
+    return Nuisance(film_um=film, air_fraction=air, geometry_scale=geo, gain_scale=1.0 + drift,
+                    film_salinity=np.full(n, float(salinity)))
 
 
 def fixed_nuisances(head: Head, n: int) -> Nuisance:

@@ -57,14 +57,27 @@ SEAWATER_SALTS = {"Cl": 0.01935, "Na": 0.01077, "Mg": 0.0013, "S": 0.0009, "Ca":
 
 
 @functools.lru_cache(maxsize=1)
-def seawater_vector() -> np.ndarray:
-    v = formula_vector("H2O").copy()
-    salt = 0.0
+def _salt_vector() -> np.ndarray:
+    """Salts per unit mass of water at 35 psu (sulphate oxygen included: O4/S mass ratio ~ 2)."""
+    v = np.zeros(len(ELEMENTS))
     for s, f in SEAWATER_SALTS.items():
         v[INDEX[s]] += f
-        salt += f
-    v[INDEX["O"]] += 2 * SEAWATER_SALTS["S"] * 1.0  # sulphate oxygen (O4 / S mass ratio ~ 2)
-    return v / v.sum()
+    v[INDEX["O"]] += 2 * SEAWATER_SALTS["S"]
+    return v
+
+
+def pore_water_vector(salinity=1.0) -> np.ndarray:
+    """Pore-water element fractions; ``salinity`` relative to seawater (1 = 35 psu, 0 = fresh).
+    Scalar -> (Z,), array (B,) -> (B, Z)."""
+    s = np.asarray(salinity, dtype=float)
+    v = formula_vector("H2O")[None, :] + s.reshape(-1, 1) * _salt_vector()[None, :]
+    v = v / v.sum(axis=1, keepdims=True)
+    return v[0] if s.ndim == 0 else v
+
+
+@functools.lru_cache(maxsize=1)
+def seawater_vector() -> np.ndarray:
+    return pore_water_vector(1.0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,12 +121,13 @@ def random_terrigenous(rng: np.random.Generator, spread: float = 0.2) -> tuple[n
 
 
 def compose(caco3, toc, opal, water, terr: np.ndarray, *, ash=0.0, pyrite_s=None, ba_ppm=None,
-            mn_pct=None, p_extra_pct=None, br_per_toc_ppm: float = 60.0) -> np.ndarray:
+            mn_pct=None, p_extra_pct=None, br_per_toc_ppm: float = 60.0, salinity=1.0) -> np.ndarray:
     """Wet-sediment element mass fractions (B, Z).
 
     caco3, toc, opal, ash: dry-basis fractions (0-1); water: wet-basis water fraction (0-1);
     terr: (Z,) or (B, Z) terrigenous end-member; pyrite_s: pyrite S (dry fraction, default
-    TOC/2.8); ba_ppm: barite Ba; mn_pct: Mn as MnO2 (wt% Mn); p_extra_pct: apatite P (wt%).
+    TOC/2.8); ba_ppm: barite Ba; mn_pct: Mn as MnO2 (wt% Mn); p_extra_pct: apatite P (wt%);
+    salinity: pore-water salinity relative to seawater (scalar or (B,)).
     The terrigenous fraction is the remainder; if the rest exceeds 95 % it is scaled down.
     """
     caco3, toc, opal, water, ash = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (caco3, toc, opal, water, ash))
@@ -143,7 +157,8 @@ def compose(caco3, toc, opal, water, terr: np.ndarray, *, ash=0.0, pyrite_s=None
     dry = terr_frac[:, None] * terr_b
     for k, f in fr.items():
         dry = dry + (f * scale)[:, None] * cv[k][None, :]
-    wet = (1.0 - water)[:, None] * dry + water[:, None] * seawater_vector()[None, :]
+    pw = np.broadcast_to(np.atleast_2d(pore_water_vector(salinity)), (n, len(ELEMENTS)))
+    wet = (1.0 - water)[:, None] * dry + water[:, None] * pw
     return wet / wet.sum(axis=1, keepdims=True)
 
 

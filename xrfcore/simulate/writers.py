@@ -121,7 +121,7 @@ def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: 
     top, bottom = plan.depth_mm - SLIT_DC_MM / 2, plan.depth_mm + SLIT_DC_MM / 2
     win = series.window(np.maximum(top, 0), bottom)
     w = series.compositions(win)
-    nz = sample_nuisances(rng, head, win["water"])
+    nz = sample_nuisances(rng, head, win["water"], salinity=series.salinity)
     n = len(w)
     core_dir = root / core
     run_dir = core_dir / RUN_FOLDER
@@ -164,6 +164,8 @@ def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: 
             ])
         progress(done0 + sl.stop, total, f"{core}: {sl.stop}/{n} spectra")
 
+    if token is not None:
+        token.raise_if_cancelled()
     comment = [f"SIMULATED data - xrfcore {__version__} simulator, seed {seed}, head {head.name}; not measurements"]
     (core_dir / f"{core}_truth.csv").write_text(_csv_text(
         comment + ["composition averaged over the 10 mm down-core slit; CaCO3, TOC, opal, ash in wt% of dry "
@@ -214,30 +216,30 @@ def simulate_folder(out: str | os.PathLike, *, cores: int = 1, length_m: float =
     total = sum(len(p.depth_mm) for _, _, p in plans)
     done = 0
     written = []
-    for k, (nm, rng, plan) in enumerate(plans):
-        series = generate_core(rng, nm, length_mm)
-        start = dt.datetime(2017, 1, 1, 8, 0, 0) + dt.timedelta(
-            days=int(rng.integers(0, 6 * 365)), minutes=int(rng.integers(0, 240)))
-        tmp = Path(tempfile.mkdtemp(prefix=f".{nm}.", suffix=".part", dir=out))
-        try:
-            write_core(tmp, nm, series, plan, h, seed, rng, length_mm, start=start,
-                       progress=progress, token=token, done0=done, total=total)
-            dest = out / nm
-            if dest.exists():
-                old = out / f".{nm}.old-{os.getpid()}"
-                os.replace(dest, old)
-                os.replace(tmp / nm, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp / nm, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        written.append(out / nm)
-        done += len(plan.depth_mm)
     readme = README_TOP.format(version=__version__, seed=seed, head=h.name,
                                command=command or f"xrfcore simulate -o <folder> --cores {cores} "
                                f"--length-m {length_m:g} --step-mm {step_mm:g} --head {h.name} --seed {seed}")
-    tmp_readme = out / ".README.md.part"
-    tmp_readme.write_text(readme, encoding="utf-8")
-    os.replace(tmp_readme, out / "README.md")
+    # every core goes to one temp folder first; they are moved into place only when all are done
+    tmp = Path(tempfile.mkdtemp(prefix=".simulate.", suffix=".part", dir=out))
+    try:
+        for nm, rng, plan in plans:
+            series = generate_core(rng, nm, length_mm)
+            start = dt.datetime(2017, 1, 1, 8, 0, 0) + dt.timedelta(
+                days=int(rng.integers(0, 6 * 365)), minutes=int(rng.integers(0, 240)))
+            write_core(tmp, nm, series, plan, h, seed, rng, length_mm, start=start,
+                       progress=progress, token=token, done0=done, total=total)
+            done += len(plan.depth_mm)
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+        if token is not None:
+            token.raise_if_cancelled()
+        for nm, _, _ in plans:
+            dest = out / nm
+            if dest.exists():
+                old = tmp / f".{nm}.old"
+                os.replace(dest, old)
+            os.replace(tmp / nm, dest)
+            written.append(dest)
+        os.replace(tmp / "README.md", out / "README.md")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return written
