@@ -237,12 +237,15 @@ def load_research_model(path, kind: str = "auto", **cfg_overrides):
     """(model, card) from a research state dict, loaded strictly into our architecture.
 
     ``kind``: "mae", "regressor" (encoder + fc; an MAE file gives its encoder and a fresh head)
-    or "auto" (regressor when the file has an ``fc`` head, else mae)."""
+    or "auto" (regressor when the file has an ``fc`` head, else mae). A file with a head gets the
+    research output ``head="sigmoid100"`` unless ``cfg_overrides`` say otherwise."""
     from xrfcore.model.transforms import ZScore
 
     sd = load_research_state_dict(path)
     if kind == "auto":
         kind = "regressor" if "fc.0.weight" in sd else "mae"
+    if "fc.0.weight" in sd:  # the research head is sigmoid(fc(x)) * 100
+        cfg_overrides.setdefault("head", "sigmoid100")
     cfg = config_from_state_dict(sd, **cfg_overrides)
     model = build(kind, cfg)
     if kind == "regressor" and "fc.0.weight" not in sd:
