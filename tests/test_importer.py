@@ -280,3 +280,18 @@ def test_import_real_itrax_files(tmp_path, realdata):
         assert abs(d.grid.gain_kev - 0.0103) < 0.0005          # from the result table, not nominal
         assert d.meta["scanner"][0] == "itrax"
     assert importer.import_folder(tmp_path, proj).counts["skipped"] == 1
+
+
+def test_batched_writes_give_the_same_project(tmp_path, rng, monkeypatch):
+    folder = make_core(tmp_path / "data", rng, positions=range(10, 60, 10))
+    write_spectrum(folder, rng, section="00000", x=10, when=T0 + dt.timedelta(days=2))  # a rescan
+    one = importer.import_folder(folder, tmp_path / "one.h5")
+    monkeypatch.setattr(importer, "BATCH", 3)
+    many = importer.import_folder(folder, tmp_path / "many.h5")
+    assert one.counts == many.counts and one.written == many.written
+    with store.Project.open(tmp_path / "one.h5") as a, store.Project.open(tmp_path / "many.h5") as b:
+        for run in a.runs("C1"):
+            ra, rb = a.read_run("C1", run, active_only=False), b.read_run("C1", run, active_only=False)
+            np.testing.assert_array_equal(ra.counts, rb.counts)
+            assert ra.meta["active"].tolist() == rb.meta["active"].tolist()
+            assert ra.meta["sha256"].tolist() == rb.meta["sha256"].tolist()

@@ -280,3 +280,21 @@ def test_large_counts_round_trip(tmp_path, rng):
             np.testing.assert_array_equal(d.counts, np.stack([r.counts for r in recs]))
         assert p._h5["cores/C1/runs/10kV-Run1/spectra"].dtype == np.uint16
         assert p._h5["cores/C1/runs/30kV-Run2/spectra"].dtype == np.int32
+
+
+def test_lock_file_blocks_a_second_writer_and_stale_locks_are_taken_over(project, rng):
+    lock = project.parent / f".{project.name}{store.LOCK_SUFFIX}"
+    lock.write_text(f"{os.getppid()}\n")                     # a live process holds it
+    before = digest(project)
+    with pytest.raises(store.ProjectError, match="another xrfcore process"):
+        with store.transaction(project) as p:
+            p.write_run("C1", "10kV-Run1", [make_record(rng, depth=500.0)])
+    assert digest(project) == before
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    lock.write_text(dead.stdout)                              # left by a killed process
+    with store.transaction(project) as p:
+        p.write_run("C1", "10kV-Run1", [make_record(rng, depth=500.0)])
+    assert not lock.exists()
+    with store.Project.open(project) as p:
+        assert len(p.read_run("C1", "10kV-Run1")) == 101

@@ -12,7 +12,6 @@ import datetime as _dt
 import hashlib
 import io
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 
 STATUSES = ("ok", "warning", "rejected", "skipped")
 _RESULT_TABLES = {"result.txt", "results.txt"}
-_ITRAX_SPE = re.compile(r"^L\d{4,}\.spe$", re.I)
+BATCH = 5000          # new records held in memory before they are written to the temp project
 
 
 @dataclass
@@ -184,92 +183,95 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
     started = _dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
     report = ImportReport(folder=str(folder.resolve()), project=str(project_path), started=started)
 
-    known: dict[str, str] = {}
-    channels: dict[tuple[str, str], int] = {}      # existing runs' channel counts
-    if project_path.exists():
-        with store.Project.open(project_path) as p:   # refuses a newer schema before any work
-            known = p.sha256s()
-            for c in p.cores():
-                for run in p.runs(c):
-                    channels[(c, run)] = int(p._run(c, run)["spectra"].shape[1])
-
     tables, spes = _walk(folder)
+    if not spes:
+        raise ValueError(f"{folder}: no spectrum files (.spe) found")
     itrax_dirs = itrax_folders(folder, tables, spes)
     ava_files = [s for s in spes if not any(d in s.parents for d in itrax_dirs)]
     report.scanner = "+".join(n for n, ok in (("avaatech", ava_files), ("itrax", itrax_dirs)) if ok)
-    if not spes:
-        raise ValueError(f"{folder}: no spectrum files (.spe) found")
 
-    records: list[SpectrumRecord] = []
-    rows: dict[str, FileResult] = {}      # by relative path, in file order
-    seen: dict[str, str] = {}             # sha256 -> first file of this import
-    total = len(ava_files) + len(itrax_dirs)
-    step = max(1, total // 200)
+    # Everything happens in one transaction on a temp copy: nothing is final until the end.
+    # New records are written in batches, so memory stays bounded on huge folders.
+    with store.transaction(project_path) as p:   # refuses a newer schema before any work
+        known = p.sha256s()
+        channels = {(c, run): p.n_channels(c, run) for c in p.cores() for run in p.runs(c)}
+        pending: list[SpectrumRecord] = []
+        rows: dict[str, FileResult] = {}      # by relative path, in file order
+        seen: dict[str, str] = {}             # sha256 -> first file of this import
+        total = len(ava_files) + len(itrax_dirs)
+        step = max(1, total // 200)
 
-    def accept(rec: SpectrumRecord, rel: str) -> None:
-        if core:
-            rec.core = core
-        if rec.sha256 in known:
-            rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[rec.sha256]})")
-        elif rec.sha256 in seen:
-            rows[rel] = FileResult(rel, "skipped", f"same content as {seen[rec.sha256]}")
-        else:
-            seen[rec.sha256] = rel
-            records.append(rec)
-            status = "warning" if rec.warnings else "ok"
-            rows[rel] = FileResult(rel, status, "; ".join(rec.warnings), rec.core, rec.run_key)
+        def accept(rec: SpectrumRecord, rel: str) -> None:
+            if core:
+                rec.core = core
+            if rec.sha256 in known:
+                rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[rec.sha256]})")
+            elif rec.sha256 in seen:
+                rows[rel] = FileResult(rel, "skipped", f"same content as {seen[rec.sha256]}")
+            else:
+                seen[rec.sha256] = rel
+                pending.append(rec)
+                status = "warning" if rec.warnings else "ok"
+                rows[rel] = FileResult(rel, status, "; ".join(rec.warnings), rec.core, rec.run_key)
 
-    for i, path in enumerate(ava_files):
-        if token is not None:
-            token.raise_if_cancelled()
-        if i % step == 0:
-            progress(i, total, f"reading {path.name}")
-        rel = _rel(path, folder)
-        try:
-            data = _read_bytes(path)
-        except OSError as exc:
-            rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
-            continue
-        sha = hashlib.sha256(data).hexdigest()
-        if sha in known:
-            rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[sha]})")
-            continue
-        try:
-            rec = avaatech.read_record(path, folder, core=core, section_unit=section_unit)
-        except ParseError as exc:
-            rows[rel] = FileResult(rel, "rejected", exc.problem)
-            continue
-        except OSError as exc:
-            rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
-            continue
-        accept(rec, rel)
+        def flush() -> None:
+            _check_channels(pending, rows, channels)
+            groups = store.group_records(r for r in pending if rows[r.source_path].status != "rejected")
+            pending.clear()
+            for n, ((c, run), recs) in enumerate(sorted(groups.items())):
+                if token is not None:
+                    token.raise_if_cancelled()
+                progress(n, len(groups), f"writing {c}/{run}")
+                res = p.write_run(c, run, recs)
+                key = f"{c}/{run}"
+                old = report.written.get(key, {"added": 0, "duplicates": 0})
+                report.written[key] = {"added": old["added"] + res["added"],
+                                       "duplicates": old["duplicates"] + res["duplicates"],
+                                       "total": res["total"]}
+                channels[(store.safe_name(c), store.safe_name(run))] = len(recs[0].counts)
 
-    for j, d in enumerate(itrax_dirs):
-        if token is not None:
-            token.raise_if_cancelled()
-        progress(len(ava_files) + j, total, f"reading Itrax folder {d.name}")
-        _import_itrax_dir(d, folder, spes, accept, rows)
-
-    _check_channels(records, rows, channels)
-    records = [r for r in records if rows[r.source_path].status != "rejected"]
-    report.files = list(rows.values())
-    if token is not None:
-        token.raise_if_cancelled()
-    progress(total, total, "writing the project")
-
-    groups = store.group_records(records)
-    log = [{"time": started, "folder": report.folder, "file": f.path, "status": f.status,
-            "message": f.message} for f in report.files]
-    with store.transaction(project_path) as p:
-        for n, ((c, run), recs) in enumerate(sorted(groups.items())):
+        for i, path in enumerate(ava_files):
             if token is not None:
                 token.raise_if_cancelled()
-            progress(n, len(groups), f"writing {c}/{run}")
-            report.written[f"{c}/{run}"] = p.write_run(c, run, recs)
-        p.append_import_log(log)
+            if i % step == 0:
+                progress(i, total, f"reading {path.name}")
+            rel = _rel(path, folder)
+            try:
+                data = _read_bytes(path)
+            except OSError as exc:
+                rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
+                continue
+            sha = hashlib.sha256(data).hexdigest()   # hash first: known content is not parsed
+            if sha in known:
+                rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[sha]})")
+                continue
+            try:
+                rec = avaatech.read_record(path, folder, core=core, section_unit=section_unit)
+            except ParseError as exc:
+                rows[rel] = FileResult(rel, "rejected", exc.problem)
+                continue
+            except OSError as exc:
+                rows[rel] = FileResult(rel, "rejected", _cannot_read(exc))
+                continue
+            accept(rec, rel)
+            if len(pending) >= BATCH:
+                flush()
+
+        for j, d in enumerate(itrax_dirs):
+            if token is not None:
+                token.raise_if_cancelled()
+            progress(len(ava_files) + j, total, f"reading Itrax folder {d.name}")
+            _import_itrax_dir(d, folder, spes, accept, rows)
         if token is not None:
-            token.raise_if_cancelled()   # last chance: nothing is replaced before this returns
-    progress(len(groups), len(groups), "done")
+            token.raise_if_cancelled()
+        flush()
+        report.files = list(rows.values())
+        p.append_import_log({"time": started, "folder": report.folder, "file": f.path,
+                             "status": f.status, "message": f.message} for f in report.files)
+        if token is not None:
+            token.raise_if_cancelled()   # last chance: the project is replaced only after this
+        progress(total, total, "saving the project")
+    progress(total, total, "done")
     return report
 
 

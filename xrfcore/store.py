@@ -356,6 +356,9 @@ class Project:
     def n_spectra(self, core: str, run: str) -> int:
         return int(self._run(core, run)["spectra"].shape[0])
 
+    def n_channels(self, core: str, run: str) -> int:
+        return int(self._run(core, run)["spectra"].shape[1])
+
     def read_run(self, core: str, run: str, depth_range: tuple[float, float] | None = None,
                  active_only: bool = True) -> RunData:
         """Spectra of one run; ``depth_range=(lo, hi)`` mm, inclusive, is one contiguous slice."""
@@ -597,7 +600,12 @@ def migrate(path: str | os.PathLike) -> int:
     """Bring an older project up to SCHEMA_VERSION (atomically); returns the old version."""
     path = Path(path)
     with _lock_for(path):
-        return _migrate_unlocked(path)
+        lock = _acquire_file_lock(path)
+        try:
+            return _migrate_unlocked(path)
+        finally:
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -639,6 +647,35 @@ def clean_stray_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+LOCK_SUFFIX = ".xrfcore-lock"
+
+
+def _acquire_file_lock(path: Path) -> Path:
+    """A lock file beside the project, so two processes never write it at the same time
+    (the second would silently drop the first's changes at os.replace)."""
+    lock = path.parent / f".{path.name}{LOCK_SUFFIX}"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                text = lock.read_text().split()
+                pid = int(text[0]) if text else None
+                age = _dt.datetime.now().timestamp() - lock.stat().st_mtime
+            except (OSError, ValueError):
+                continue
+            if (pid is not None and pid != os.getpid() and _pid_alive(pid)) or (pid is None and age < 10):
+                raise ProjectError(f"{path}: another xrfcore process (pid {pid or '?'}) is writing this "
+                                   "project; try again when it has finished")
+            with contextlib.suppress(OSError):      # left by a killed process: take it over
+                lock.unlink()
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return lock
+    raise ProjectError(f"{path}: cannot lock the project for writing ({lock})")
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -670,11 +707,12 @@ def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[Wri
     if not folder.is_dir():
         raise FileNotFoundError(f"{path}: folder {folder} does not exist")
     with _lock_for(path):
-        clean_stray_temps(path)
+        lock = _acquire_file_lock(path)
         tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
         _live_temps.add(str(tmp))
         h5 = None
         try:
+            clean_stray_temps(path)
             if path.exists():
                 _migrate_unlocked(path)  # checks the schema; migrates an older file first
                 shutil.copyfile(path, tmp)
@@ -706,6 +744,8 @@ def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[Wri
             if tmp.exists():
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 def _migrate_unlocked(path: Path) -> int:
