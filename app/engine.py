@@ -160,15 +160,14 @@ def import_with_labels(folder, project, *, labels_csv=None, section_unit="auto",
 
 # ---------------------------------------------------------------------------- models
 def model_dirs() -> list[Path]:
-    """Where models are looked for: the user's models folder, then the shipped ones."""
+    """Where models are looked for (as xrfcore.model.checkpoint.model_search_dirs, without importing
+    torch in the GUI thread): the shipped ``models/`` first, then the user's models folder."""
     from app.settings import models_dir
-    out = [models_dir()]
     import xrfcore
     pkg = Path(xrfcore.__file__).resolve().parent
-    for c in (pkg / "models", pkg.parent / "models", Path(sys.prefix) / "share" / "xrfcore" / "models"):
-        if c.is_dir() and c not in out:
-            out.append(c)
-    return out
+    out = [c for c in (pkg.parent / "models", pkg / "models", Path(sys.prefix) / "share" / "xrfcore" / "models")
+           if c.is_dir()]
+    return out + [models_dir()]
 
 
 def find_models(kind: str | None = None) -> list[tuple[Path, dict]]:
@@ -183,6 +182,8 @@ def find_models(kind: str | None = None) -> list[tuple[Path, dict]]:
                 continue
             if not isinstance(card, dict) or card.get("format") != "xrfcore-model":
                 continue
+            if card_path.stem == "base_mae":
+                continue  # the copy of a base model kept inside a fine-tuned model's folder
             if card_path.with_suffix(".safetensors").exists() and (kind is None or card.get("kind") == kind):
                 found.append((card_path, card))
     return found
@@ -255,36 +256,22 @@ def export_predictions(project, core, model_id, path, *, progress=no_progress, t
     return str(path)
 
 
-def project_spectra(project, grid) -> tuple[np.ndarray, dict]:
-    """All active spectra of a project on one grid (for pretraining)."""
-    from xrfcore import energy, store
-    parts, cores, sim = [], [], False
-    with store.Project.open(project) as p:
-        for core in p.cores():
-            for run in p.runs(core):
-                rd = p.read_run(core, run)
-                if not len(rd):
-                    continue
-                src = energy.Grid(*[getattr(rd.grid, k) for k in ("channels", "gain_kev", "offset_kev")])
-                X = rd.counts if src == grid else energy.resample(rd.counts, src, grid)
-                parts.append(np.asarray(X, np.float32))
-                cores.append(core)
-                sim = sim or "simulated" in " ".join(map(str, rd.meta["scanner"].unique())).lower()
-    if not parts:
-        raise ValueError("this project has no spectra to pretrain on")
-    return np.vstack(parts), {"project": str(project), "cores": sorted(set(cores)), "simulated": sim}
-
-
-def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto", progress=no_progress,
-                     token=None) -> dict:
-    from xrfcore import energy
+def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto", batch_size=128,
+                     window_channels=None, progress=no_progress, token=None) -> dict:
+    """Masked-spectrum pretraining on every active spectrum of the project (xrfcore.train).
+    window_channels: read only the first channels (512 = 0-10.24 keV, enough for 10 kV runs)."""
     from xrfcore.model.config import ModelConfig
+    from xrfcore.train.data import load_project
     from xrfcore.train.pretrain import TrainConfig, pretrain
-    cfg = ModelConfig.preset(size)
-    X, info = project_spectra(project, energy.Grid(cfg.channels, cfg.gain_kev, cfg.offset_kev))
-    tc = TrainConfig(steps=int(steps), batch_size=min(128, len(X)), device=device, out_dir=str(out_dir),
-                     log_every=max(1, int(steps) // 50))
-    _model, card = pretrain(X, cfg, tc, progress, token, data_info=info)
+    cfg = ModelConfig.preset(size, window_channels=window_channels)
+    data = load_project(project, cfg, progress=progress, token=token)
+    if not len(data):
+        raise ValueError("this project has no spectra to pretrain on")
+    sim = bool(np.all(data.simulated)) if np.all(data.simulated) or not np.any(data.simulated) else "mixed"
+    info = {"project": str(project), "cores": sorted(set(map(str, data.core))), "simulated": sim}
+    tc = TrainConfig(steps=int(steps), batch_size=min(int(batch_size), len(data)), device=device, out_dir=str(out_dir),
+                     log_every=max(1, int(steps) // 100))
+    _model, card = pretrain(data.counts, cfg, tc, progress, token, data_info=info)
     return {"card": card, "path": str(Path(out_dir) / "model")}
 
 

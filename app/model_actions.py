@@ -145,6 +145,8 @@ class ModelActions:
                               f"{Path(model).name}"))
 
     # ---------------------------------------------------------------- pretrain
+    pretrain_options: dict = {}   # extra engine.pretrain_project arguments (tests use a small window)
+
     def pretrain(self) -> None:
         if self.project is None:
             return
@@ -167,6 +169,7 @@ class ModelActions:
                                     "model for fine-tuning and reconstruction in this session.")
         job = self.start_job(engine.pretrain_project, self.project, out, steps=steps,
                              device=self.settings.device, name="pretrain", uses_torch=True,
+                             **self.pretrain_options,
                              text="Pretraining", on_success=done)
         job.progress.connect(self.training.add_progress)
 

@@ -213,3 +213,28 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     qtbot.waitUntil(lambda: [r.getRegion() for r in w.recon.mask_regions] != first, timeout=60_000)
     wait_idle(qtbot, w)
     assert not errors_shown
+
+
+def test_advanced_pretrain_on_project_spectra(window, qtbot, project, monkeypatch, errors_shown):
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+    w = window
+    w.settings.device = "cpu"
+    w.open_project(str(project))
+    qtbot.waitUntil(lambda: w.view is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(lambda *a, **k: (3, True)))
+    infos = []
+    monkeypatch.setattr(QMessageBox, "information", staticmethod(lambda *a, **k: infos.append(a)))
+    w.pretrain_options = {"batch_size": 16, "window_channels": 256}
+    w.pretrain()
+    qtbot.waitUntil(lambda: w.foundation_path is not None or bool(errors_shown), timeout=120_000)
+    wait_idle(qtbot, w)
+    assert not errors_shown, errors_shown
+    from pathlib import Path
+    card = Path(w.foundation_path).with_suffix(".json")
+    assert card.exists() and Path(w.foundation_path).with_suffix(".safetensors").exists()
+    import json
+    c = json.loads(card.read_text())
+    assert c["kind"] == "mae" and c["simulated_data"] is True and c["training"]["steps"] == 3
+    assert len(w.training.train) >= 1          # the live loss curve got points
+    assert infos and w.recon_model() == w.foundation_path
