@@ -566,7 +566,8 @@ def _run_attrs(table, run: str) -> dict:
     kv = cols["kv"][~np.isnan(cols["kv"])]
     return {"name": run, "channels": int(counts.shape[1]), "gain_kev": gain, "offset_kev": offset,
             "grid_source": source, "kv": float(np.median(kv)) if kv.size else np.nan,
-            "scanner": scanner, "written": _now()}
+            "scanner": scanner, "simulated": bool(any(str(x).startswith("simulated") for x in cols["scanner"])),
+            "written": _now()}
 
 
 # --------------------------------------------------------------------------- files
