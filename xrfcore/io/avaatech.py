@@ -60,8 +60,11 @@ class SpeFile:
         return self._index
 
 
-_TAG_LINE = re.compile(r"^\$([A-Za-z0-9_ .\-]+):(.*)$")
-_TAG_SPLIT = re.compile(r"(?:^|\n)[ \t]*\$")
+_TAG_NAME = r"[A-Za-z0-9_ .\-]+"
+# One tag: its line (name, inline text) and the value lines up to the next tag line.
+_TAG_BLOCK = re.compile(
+    rf"^[ \t]*\$({_TAG_NAME}):[ \t]*([^\n]*)\n?((?:(?![ \t]*\${_TAG_NAME}:)[^\n]*(?:\n|$))*)",
+    re.M)
 # "$DATA:" alone on its line; CR, LF or CRLF endings (bytes, so the data block is never decoded).
 _DATA_LINE = re.compile(rb"(?:^|[\r\n])[ \t]*\$DATA:[ \t]*(?=[\r\n]|$)", re.I)
 _TAIL_TAG = re.compile(rb"[\r\n][ \t]*\$")
@@ -188,51 +191,28 @@ def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
     """A ``$TAG:`` line opens a tag; the lines up to the next tag line are its value.
 
     ``text`` has LF line endings. A tag whose value line is missing gets "" (the scanner
-    drops empty value lines). Works on whole chunks, not line by line, for speed.
+    drops empty value lines). Value lines are stripped; a line starting with ``$`` that
+    is not a tag stays part of the value. One regex pass, for speed.
     """
     tags: dict[str, str] = {}
-    chunks = _TAG_SPLIT.split(text)
-    preamble = chunks[0].strip()
-    current: str | None = None
-    values: list[str] = []
-    for chunk in chunks[1:]:
-        tag_line, _, rest = chunk.partition("\n")
-        m = _TAG_LINE.match("$" + tag_line.strip())
-        if m is None:  # a line starting with "$" that is no tag: part of the value
-            if current is None:
-                preamble = (preamble + "\n$" + chunk).strip()
-            else:
-                values.append("$" + tag_line.strip())
-                values.extend(_value_lines(rest))
-            continue
-        if current is not None:
-            _store(tags, current, values, warnings)
-        current = m.group(1).strip()
-        inline = m.group(2).strip()
-        values = [inline] if inline else []
-        values.extend(_value_lines(rest))
-    if current is not None:
-        _store(tags, current, values, warnings)
+    first = _TAG_BLOCK.search(text)
+    preamble = (text if first is None else text[: first.start()]).strip()
+    if first is not None:
+        for name, inline, rest in _TAG_BLOCK.findall(text, first.start()):
+            value = rest.strip()
+            inline = inline.strip()
+            if inline:
+                value = inline + "\n" + value if value else inline
+            if "\n" in value:
+                value = "\n".join(x.strip() for x in value.split("\n"))
+            _store(tags, name.strip(), value, warnings)
     if preamble:
         tags["_preamble"] = "\n".join(x.strip() for x in preamble.split("\n") if x.strip())
         warnings.append("text before the first tag was kept but not used")
     return tags
 
 
-def _value_lines(rest: str) -> list[str]:
-    rest = rest.strip()
-    if not rest:
-        return []
-    if "\n" not in rest:
-        return [rest]
-    return [x.strip() for x in rest.split("\n")]
-
-
-def _store(tags: dict[str, str], name: str, values: list[str], warnings: list[str]) -> None:
-    while values and not values[-1]:
-        values.pop()
-    while values and not values[0]:
-        values.pop(0)
+def _store(tags: dict[str, str], name: str, value: str, warnings: list[str]) -> None:
     key = name
     if key in tags:
         n = 2
@@ -240,7 +220,7 @@ def _store(tags: dict[str, str], name: str, values: list[str], warnings: list[st
             n += 1
         key = f"{name}#{n}"
         warnings.append(f"tag ${name}: appears more than once; the first value is used")
-    tags[key] = values[0] if len(values) == 1 else "\n".join(values)
+    tags[key] = value
 
 
 def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
