@@ -46,6 +46,7 @@ class ImportReport:
     started: str = ""
     files: list[FileResult] = field(default_factory=list)
     written: dict = field(default_factory=dict)     # "core/run" -> {added, duplicates, total}
+    simulated: int = 0                               # new records made by a simulator
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,6 +72,8 @@ class ImportReport:
         ]
         for key, w in sorted(self.written.items()):
             lines.append(f"  {key}: +{w['added']} ({w['total']} spectra in the run)")
+        if self.simulated:
+            lines.append(f"Note: {self.simulated} of the new spectra are SIMULATED (marked so in their files).")
         for status, title in (("rejected", "Rejected files"), ("warning", "Warnings")):
             rows = [f for f in self.files if f.status == status]
             if rows:
@@ -211,6 +214,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
             else:
                 seen[rec.sha256] = rel
                 pending.append(rec)
+                report.simulated += rec.scanner.startswith("simulated")
                 status = "warning" if rec.warnings else "ok"
                 rows[rel] = FileResult(rel, status, "; ".join(rec.warnings), rec.core, rec.run_key)
 
