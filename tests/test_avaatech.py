@@ -446,3 +446,10 @@ def test_root_is_the_core_folder_or_absent(tmp_path):
     # No run folder at all: the core comes from the file name.
     q = write_tree(tmp_path, "flat", meta={**META, "core": "GeoB1234-5"})
     assert read_record(q, tmp_path).core == "GeoB1234-5"
+
+
+def test_utf16_file_is_read(tmp_path):
+    raw = spe_bytes(tmp_path)
+    spe = read_spe(raw.decode("latin-1").encode("utf-16"))
+    assert np.array_equal(spe.counts, COUNTS)
+    assert "UTF-16" in problem(b"\xff\xfe" + b"\x00\xd8")       # lone surrogate

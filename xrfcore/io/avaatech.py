@@ -125,6 +125,11 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ParseError(path, f"expected file bytes, got {type(data).__name__}")
     data = bytes(data)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 (e.g. re-saved in a Windows editor)
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeError:
+            raise ParseError(path, "the file starts like UTF-16 text but cannot be decoded") from None
     if not data.strip():
         raise ParseError(path, "the file is empty")
     start, end = _find_data_line(data)
