@@ -157,7 +157,7 @@ def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: s
     ox_depth = rng.uniform(100, 300)
     mn = mn_base + rng.uniform(0.1, 1.0) * np.exp(-z / ox_depth * 3.0)
     ba = 150.0 + 3000.0 * opal + 20000.0 * toc + rng.uniform(0, 300)
-    p_extra = np.clip(rng.uniform(0.03, 0.15) + 1.0 * toc + _ar1(rng, d, 0.95, 0.005), 0.0, 0.5)
+    p_extra = np.clip(rng.uniform(0.05, 0.18) + 1.0 * toc + _ar1(rng, d, 0.95, 0.005), 0.0, 0.5)
     terr, tparams = random_terrigenous(rng)
     if salinity is None:   # mostly marine; some brackish margins / lakes
         salinity = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.0, 0.7))

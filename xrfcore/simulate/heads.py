@@ -22,7 +22,7 @@ class Head:
     live_s: float = 10.0
     tube_be_um: float = 125.0
     tube_takeoff_deg: float = 20.0
-    rhl_scale: float = 1.5          # Ebel's Rh L output looks low vs real Rh-La/Fe (REALISM.md)
+    rhl_scale: float = 1.3          # Ebel's Rh L output looks low vs real Rh-La/Fe (REALISM.md)
     psi1_deg: float = 50.0          # incidence, from the core surface (assumed)
     psi2_deg: float = 40.0          # take-off towards the detector (assumed)
     path_in_cm: float = 1.5         # He-flushed path tube -> sample
@@ -30,7 +30,7 @@ class Head:
     air_fraction: float = 0.12      # residual air in the He flush (real Ar Ka says ~0.1; REALISM.md)
     ar_view_cm: float = 0.6         # effective length of air seen by tube and detector (Ar Ka)
     foil_um: float = 4.0            # Ultralene-like foil, modelled as C3H6
-    film_um: float = 5.0            # mean pore-water film under the foil at 55 % water (REALISM.md)
+    film_um: float = 6.0            # mean pore-water film under the foil at 55 % water (REALISM.md)
     det_be_um: float = 25.0         # 1 mil Be (assumed; 12.5 um made Al/Si far too high)
     det_dead_um: float = 0.1
     det_si_um: float = 450.0
@@ -67,7 +67,7 @@ HEADS: dict[str, Head] = {
     "avaatech-a": Head(),
     "avaatech-b": Head(name="avaatech-b", det_be_um=12.5, det_dead_um=0.05, noise_ev=115.0,
                        gain=0.0203, offset=-0.030, geometry=1.2e-4, psi1_deg=55.0, psi2_deg=45.0,
-                       tube_be_um=75.0, rhl_scale=1.3, foil_um=6.0, dead_time_us=2.1, pileup_ns=200.0),
+                       tube_be_um=75.0, rhl_scale=1.6, foil_um=6.0, dead_time_us=2.1, pileup_ns=200.0),
     "avaatech-c": Head(name="avaatech-c", current_ua=150.0, det_be_um=18.0, noise_ev=70.0,
                        gain=0.0199, offset=0.020, geometry=1.8e-4, tube_takeoff_deg=25.0,
                        air_fraction=0.08, dead_time_us=1.8, pileup_ns=80.0, film_um=3.0),
@@ -89,13 +89,13 @@ def random_head(rng: np.random.Generator, name: str, base: Head | None = None) -
         current_ua=float(rng.choice([150.0, 200.0, 250.0, 300.0])),
         tube_be_um=float(rng.choice([75.0, 125.0])),
         tube_takeoff_deg=float(rng.uniform(15, 30)),
-        rhl_scale=float(rng.uniform(1.0, 2.0)),
-        psi1_deg=float(np.round(rng.uniform(40, 55), 1)),
-        psi2_deg=float(np.round(rng.uniform(40, 55), 1)),
+        rhl_scale=float(rng.uniform(0.9, 1.8)),
+        psi1_deg=float(np.round(rng.uniform(44, 56), 1)),
+        psi2_deg=float(np.round(rng.uniform(35, 48), 1)),
         air_fraction=float(np.exp(rng.uniform(np.log(0.03), np.log(0.3)))),
         foil_um=float(rng.uniform(3, 6)),
-        film_um=float(rng.uniform(1.5, 8.0)),
-        det_be_um=float(rng.uniform(8, 25)),
+        film_um=float(rng.uniform(3.0, 10.0)),
+        det_be_um=float(rng.uniform(12, 35)),
         det_dead_um=float(rng.uniform(0.03, 0.2)),
         noise_ev=float(rng.uniform(60, 130)),
         gain=float(0.0200 * (1 + rng.uniform(-0.003, 0.003)) * rng.choice([0.99, 1.0, 1.0, 1.02])),
