@@ -218,14 +218,14 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 status = "warning" if rec.warnings else "ok"
                 rows[rel] = FileResult(rel, status, "; ".join(rec.warnings), rec.core, rec.run_key)
 
-        def flush() -> None:
+        def flush(at: int) -> None:
             _check_channels(pending, rows, channels)
             groups = store.group_records(r for r in pending if rows[r.source_path].status != "rejected")
             pending.clear()
-            for n, ((c, run), recs) in enumerate(sorted(groups.items())):
+            for (c, run), recs in sorted(groups.items()):
                 if token is not None:
                     token.raise_if_cancelled()
-                progress(n, len(groups), f"writing {c}/{run}")
+                progress(at, total, f"writing {c}/{run}")
                 res = p.write_run(c, run, recs)
                 key = f"{c}/{run}"
                 old = report.written.get(key, {"added": 0, "duplicates": 0})
@@ -259,7 +259,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 continue
             accept(rec, rel)
             if len(pending) >= BATCH:
-                flush()
+                flush(i)
 
         for j, d in enumerate(itrax_dirs):
             if token is not None:
@@ -268,7 +268,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
             _import_itrax_dir(d, folder, spes, accept, rows)
         if token is not None:
             token.raise_if_cancelled()
-        flush()
+        flush(total)
         report.files = list(rows.values())
         p.append_import_log({"time": started, "folder": report.folder, "file": f.path,
                              "status": f.status, "message": f.message} for f in report.files)
