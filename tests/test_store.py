@@ -298,3 +298,29 @@ def test_lock_file_blocks_a_second_writer_and_stale_locks_are_taken_over(project
     assert not lock.exists()
     with store.Project.open(project) as p:
         assert len(p.read_run("C1", "10kV-Run1")) == 101
+
+
+def test_killed_writer_leaves_project_unchanged(project):
+    """A process killed inside a transaction leaves the project as it was (plus a stray temp)."""
+    before = digest(project)
+    code = (
+        "import os, sys, numpy as np\n"
+        "from xrfcore import store\n"
+        "from xrfcore.io.records import SpectrumRecord\n"
+        "rec = SpectrumRecord(counts=np.ones(2048, np.int32), source_path='k.spe', sha256='k' * 64,\n"
+        "                     scanner='avaatech', core='C1', depth_mm=999.0, kv=10.0, run=1)\n"
+        "with store.transaction(sys.argv[1]) as p:\n"
+        "    p.write_run('C1', '10kV-Run1', [rec])\n"
+        "    p._h5.flush()\n"
+        "    os._exit(9)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(project)], capture_output=True, text=True)
+    assert r.returncode == 9, r.stderr
+    assert digest(project) == before
+    leftovers = [f for f in project.parent.iterdir() if f != project]
+    assert leftovers                                           # the killed writer's temp + lock
+    with store.Project.open(project) as p:
+        assert len(p.read_run("C1", "10kV-Run1")) == 100
+    with store.transaction(project) as p:                      # the next writer cleans up
+        p.append_import_log([{"time": "t", "folder": "f", "file": "x", "status": "ok", "message": ""}])
+    assert [f.name for f in project.parent.iterdir()] == [project.name]
