@@ -76,6 +76,35 @@ def tables(real, pops: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+PROTOTYPE = dict(film_um=2.0, air_fraction=0.05, det_be_um=12.5, psi1_deg=45.0, psi2_deg=45.0, rhl_scale=1.0,
+                 geometry=1.6e-4, dead_time_us=1.8)
+
+
+def attribution() -> str:
+    """Ratios to Fe of a PAAS clay (8 % CaCO3, 55 % water), prototype head -> tuned head, one change at a time."""
+    from xrfcore.simulate.forward import Simulator, line_counts
+
+    w = reference_composition("terrigenous clay")
+    tuned = get_head("avaatech-a")
+    steps = [("prototype (spec defaults)", {})]
+    cum = {}
+    for label, key in (("+ film 2 -> 6 um", "film_um"), ("+ air 0.05 -> 0.12", "air_fraction"),
+                       ("+ detector Be 12.5 -> 25 um", "det_be_um"), ("+ angles 45/45 -> 50/40 deg", "psi"),
+                       ("+ Rh L x1.0 -> x1.3", "rhl_scale")):
+        if key == "psi":
+            cum.update(psi1_deg=tuned.psi1_deg, psi2_deg=tuned.psi2_deg)
+        else:
+            cum[key] = getattr(tuned, key)
+        steps.append((label, dict(cum)))
+    els = ("Al", "Si", "S", "Cl", "Ar", "K", "Ti", "Rh-La")
+    out = ["| head | " + " | ".join(f"{e}/Fe" for e in els) + " |", "|---|" + "---|" * len(els)]
+    for label, kw in steps:
+        head = Head(name="x", **{**PROTOTYPE, **kw, "ar_view_cm": tuned.ar_view_cm})
+        lc = line_counts(Simulator(head), w)
+        out.append(f"| {label} | " + " | ".join(f"{lc[e][0] / lc['Fe'][0]:.3f}" for e in els) + " |")
+    return "\n".join(out)
+
+
 def draw_png(real, pop: dict, path: Path, title: str) -> None:
     import pyqtgraph as pg
     from pyqtgraph.exporters import ImageExporter
@@ -157,10 +186,10 @@ def main() -> None:
         "all sites": realism.simulated_population(n_cores=a.cores, seed=11),
         "hemipelagic": realism.simulated_population(n_cores=a.cores // 2, seed=12, site="hemipelagic"),
         "prototype head, all sites": realism.simulated_population(
-            n_cores=a.cores, seed=11, head=Head(name="prototype", film_um=2.0, air_fraction=0.05, det_be_um=12.5,
-                                                 psi1_deg=45.0, psi2_deg=45.0, rhl_scale=1.0, geometry=1.6e-4,
-                                                 dead_time_us=1.8)),
+            n_cores=a.cores, seed=11, head=Head(name="prototype", **PROTOTYPE)),
     }
+    print(attribution())
+    print()
     print(tables(real, pops))
     draw_png(real, pops["all sites"], Path(a.png), "avaatech-a defaults")
     print(f"\nPNG written to {a.png}")

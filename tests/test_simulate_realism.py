@@ -1,0 +1,33 @@
+"""Simulated element areas against the real Avaatech exports (skipped when they are absent)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xrfcore.simulate import realism
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "realdata"
+
+
+@pytest.fixture(scope="module")
+def real():
+    if not (REAL / "avaatech-xlsx").is_dir():
+        pytest.skip(f"real exports not found at {REAL}")
+    return realism.read_real(REAL)
+
+
+def test_real_exports_read(real):
+    assert sum(r["absolute"] for r in real.values()) >= 1
+    lam = [r for r in real.values() if r["absolute"]]
+    assert all(5e4 < np.median(r["throughput"]) < 1.5e5 for r in lam)
+
+
+def test_hemipelagic_medians_inside_real_ranges(real):
+    sim = realism.simulated_population(n_cores=5, length_m=1.0, step_mm=40, seed=12, site="hemipelagic")
+    rows = {r["element"]: r for r in realism.compare(real, sim)}
+    for el in ("Al", "Si", "S", "K", "Ti", "Mn", "Fe", "Rh-La", "throughput"):
+        assert rows[el]["inside"], (el, rows[el]["sim"][1], rows[el]["real_lo"], rows[el]["real_hi"])
+    for el in ("Al", "Si", "S", "K", "Ti", "Rh-La"):
+        assert rows[el]["ratio_inside"], (el, rows[el]["sim_ratio"][1])
