@@ -129,8 +129,8 @@ def records_to_table(records: list[SpectrumRecord]) -> tuple[np.ndarray, dict[st
         if name == "active":
             vals = [False] * len(records)
         elif kind == "j":
-            vals = [json.dumps(getattr(r, name), ensure_ascii=False, separators=(",", ":"))
-                    for r in records]
+            vals = [json.dumps(getattr(r, name), ensure_ascii=False, separators=(",", ":"),
+                               default=str) for r in records]
         else:
             vals = [getattr(r, name) for r in records]
         cols[name] = _as_array(vals, kind)
@@ -161,11 +161,12 @@ def _concat(a, b):
 def sort_and_flag(table):
     """Sort rows by depth (unknown depth last) and recompute the ``active`` flags.
 
-    Rows sharing (depth rounded to 0.1 mm, replicate) are duplicates (rescans, overlapping
-    section edges, ``0048`` vs ``048``): all are kept, the latest date is active. Rows without
-    a depth are keyed by (section, position). Replicates Rep1+ are kept but not active where
-    the depth has a Rep0 (a depth measured only as Rep1, e.g. an Itrax _REP1 scan, keeps one
-    active row so it is not lost downstream).
+    Rows at the same depth (rounded to 0.1 mm) are one measurement point: rescans,
+    overlapping section edges and ``0048`` vs ``048`` are duplicates, Rep1+ are replicates.
+    All rows are kept; exactly one per depth is active: the lowest replicate present (Rep0
+    normally), and among those the latest date. So Rep1+ are never active where the depth
+    has a Rep0, but a depth measured only as Rep1 (e.g. an Itrax _REP1 scan) is not lost.
+    Rows without a depth are keyed by (section, position) instead.
     """
     counts, cols = table
     depth = cols["depth_mm"]
