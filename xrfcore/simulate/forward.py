@@ -31,13 +31,34 @@ _FILM_ELEMENTS = ("Na", "Mg", "S", "Cl", "K", "Ca")   # seawater elements whose 
 CHUNK = 128
 
 
-def pin_blas_threads(n: int = 1) -> None:
-    """Pin BLAS threads at run time (default OpenBLAS threading made this ~10x slower here)."""
+@functools.lru_cache(maxsize=1)
+def _controller():
     try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
-    except ImportError:  # env vars set above then are the only guard
-        pass
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # the env vars set above are then the only guard
+        return None
+    return ThreadpoolController()
+
+
+class single_blas_thread:
+    """Context manager: BLAS pinned to one thread inside, as it was outside (default OpenBLAS
+    threading made the small products here ~10x slower on 2 shared cores). Cheap (~10 us)."""
+
+    def __enter__(self):
+        c = _controller()
+        self._ctx = None if c is None else c.limit(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            self._ctx.restore_original_limits()
+
+
+def pin_blas_threads(n: int = 1) -> None:
+    """Pin BLAS threads for the rest of the process (command-line jobs and benchmarks only)."""
+    c = _controller()
+    if c is not None:
+        c.limit(limits=n, user_api="blas")
 
 
 @dataclass
@@ -105,6 +126,25 @@ class Simulator:
         self.R, self.eff = _response(head.detector_key(), head, rows_e.tobytes(),
                                      t.doppler_fwhm.astype(np.float64).tobytes(), n_plain)
         self.n_lines = len(t.line_e)
+        # line groups for the primary term: same element and shell, within 30 eV
+        reps: list[int] = []
+        index = np.empty(len(t.lines), dtype=np.int64)
+        for i, ln in enumerate(t.lines):
+            for j, r in enumerate(reps):
+                m = t.lines[r]
+                if m.z == ln.z and m.shell == ln.shell and abs(m.energy - ln.energy) < 0.03:
+                    index[i] = j
+                    break
+            else:
+                index[i] = len(reps)
+                reps.append(i)
+        self.rep_lines = np.array(reps)
+        self.rep_index = index
+        qr = t.q[self.rep_lines][index]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(qr > 0, t.q / np.where(qr > 0, qr, 1.0), 0.0)
+        self.rep_ratio = ratio.max(axis=1)          # constant over energy (checked in tests)
+        self.q_rep32 = t.q[self.rep_lines].T.astype(np.float32)
 
     # -- pieces -------------------------------------------------------------------------------
     def _path(self, m: dict, air: np.ndarray, length_cm: float) -> np.ndarray:
@@ -131,13 +171,18 @@ class Simulator:
 
         mu_k = w @ t.mu_inc                     # (B, K)
         mu_l = w @ t.mu_line                    # (B, L)
-        # primary fluorescence: G w_i sum_k S_k Q_l(E_k) / (mu_k + g mu_l)
-        prim = np.empty((b, self.n_lines))
-        q32 = t.q.T.astype(np.float32)          # (K, L)
+        # primary fluorescence: G w_i sum_k S_k Q_l(E_k) / (mu_k + g mu_l), computed once per group
+        # of lines of one shell within 30 eV (Ka1/Ka2 ...: same Q up to a constant ratio)
+        rep = self.rep_lines
+        prim_rep = np.empty((b, len(rep)))
+        q32 = self.q_rep32                      # (K, R)
+        mu_r = mu_l[:, rep]
         for i0 in range(0, b, CHUNK):
             sl = slice(i0, i0 + CHUNK)
-            inv = 1.0 / (mu_k[sl, :, None] + self.g * mu_l[sl, None, :]).astype(np.float32)
-            prim[sl] = np.einsum("bk,bkl->bl", s_sed[sl].astype(np.float32), inv * q32[None])
+            den = mu_k[sl, :, None].astype(np.float32) + np.float32(self.g) * mu_r[sl, None, :].astype(np.float32)
+            np.divide(q32[None], den, out=den)
+            prim_rep[sl] = np.einsum("bk,bkl->bl", s_sed[sl].astype(np.float32), den)
+        prim = prim_rep[:, self.rep_index] * self.rep_ratio[None, :]
         prim *= w[:, t.line_el]
         enh = self._secondary(w, s_sed, mu_l)
         fluor = prim * enh
@@ -231,7 +276,8 @@ class Simulator:
             raise ValueError(f"compositions must have {len(ELEMENTS)} columns (ELEMENTS), got {w.shape[1]}")
         nz = nz or fixed_nuisances(self.head, len(w))
         rng = rng or np.random.default_rng()
-        spec, icr = self.rates(w, nz)
+        with single_blas_thread():
+            spec, icr = self.rates(w, nz)
         live = np.full(len(w), float(self.head.live_s))
         counts = rng.poisson(spec * live[:, None]).astype(np.int32)
         real = detector.real_time(self.head.live_s, icr, self.head.dead_time_us * 1e-6)
