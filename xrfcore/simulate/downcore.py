@@ -69,7 +69,9 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
 
 
 def _logistic(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    from scipy.special import expit   # no overflow warnings for large |x|
+
+    return expit(x)
 
 
 def _running_mean(x: np.ndarray, width: int) -> np.ndarray:
@@ -114,7 +116,7 @@ def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: s
     # events: turbidites (sharp base, graded, terrigenous, low TOC) and ash layers
     n_turb = rng.poisson(length_mm / 1500.0)
     for _ in range(n_turb):
-        thick = int(rng.uniform(30, 200))
+        thick = int(min(rng.uniform(30, 200), d // 2))
         base = int(rng.uniform(thick, d))
         top = base - thick
         grade = np.linspace(0.3, 1.0, thick)     # coarse, pure terrigenous at the base
@@ -125,7 +127,7 @@ def generate_core(rng: np.random.Generator, name: str, length_mm: float, site: s
         event[sl] = "turbidite"
     n_ash = rng.poisson(length_mm / 2500.0)
     for _ in range(n_ash):
-        thick = int(rng.uniform(10, 50))
+        thick = int(min(rng.uniform(10, 50), d // 2))
         top = int(rng.uniform(0, d - thick))
         sl = slice(top, top + thick)
         ash[sl] = rng.uniform(0.4, 0.9)

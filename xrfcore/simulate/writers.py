@@ -68,6 +68,8 @@ def lab_samples(rng: np.random.Generator, series: CoreSeries, length_mm: float, 
     tops = np.arange(rng.uniform(20, 80), length_mm - 10.0, spacing_mm)
     tops = np.round(tops + rng.uniform(-15, 15, len(tops)))
     tops = np.clip(tops, 0, length_mm - 10.0)
+    if len(tops) == 0:                      # short core: one sample in the middle
+        tops = np.array([max(0.0, np.floor(length_mm / 2 - 5))])
     bottoms = tops + 10.0
     win = series.window(tops, bottoms)
     ca_true, toc_true = win["caco3"] * 100, win["toc"] * 100
