@@ -498,9 +498,21 @@ class Predictor:
             if mae_path.with_suffix(".json").exists():
                 self.mae, _ = checkpoint.load(mae_path)
 
+    @classmethod
+    def from_model(cls, model, card: dict, mae=None, device: str = "auto") -> "Predictor":
+        """A predictor around an in-memory fine-tuned model (e.g. straight from ``finetune``)."""
+        from xrfcore.model import transforms as tfm
+
+        self = cls.__new__(cls)
+        self.path, self.device, self.model, self.card = None, resolve_device(device), model, card
+        self.transform = tfm.from_dict(card["transform"])
+        self.targets = list(card["targets"])
+        self.mae = mae if card.get("ood") else None
+        return self
+
     @property
     def model_id(self) -> str:
-        return self.card["id"]
+        return self.card.get("id", "unsaved")
 
     def predict_counts(self, counts, grid=None, *, batch: int = 256, progress=no_progress,
                        token=None) -> pd.DataFrame:
