@@ -177,6 +177,11 @@ def test_nuisances_vary_spectra_and_carry_cracks():
     assert 40 < cracks.sum() < 200
     assert nz.air_fraction[cracks].mean() > 3 * np.median(nz.air_fraction)
     assert np.abs(nz.gain_scale - 1).max() < 0.02
+    # a section with a poor helium flush: air (and so Ar Ka) up for the whole section
+    sec = np.repeat([0, 1], 50)
+    nz0 = sample_nuisances(np.random.default_rng(5), head, np.full(100, 0.6), sections=sec, he_loss_prob=0.0)
+    nz1 = sample_nuisances(np.random.default_rng(5), head, np.full(100, 0.6), sections=sec, he_loss_prob=1.0)
+    assert np.median(nz1.air_fraction) > 2.5 * np.median(nz0.air_fraction)
 
 
 def test_sum_and_escape_peaks_in_carbonate(sim):

@@ -64,7 +64,7 @@ def simulate_records(n_spectra: int, n_heads: int, seed: int = 0, *, progress: P
             series = generate_core(rng, core, length_mm)
             win = series.window(np.maximum(plan.depth_mm - SLIT_DC_MM / 2, 0), plan.depth_mm + SLIT_DC_MM / 2)
             w = series.compositions(win)
-            nz = sample_nuisances(rng, head, win["water"], salinity=series.salinity)
+            nz = sample_nuisances(rng, head, win["water"], salinity=series.salinity, sections=plan.section_top_mm)
             start = dt.datetime(2016, 1, 1, 8) + dt.timedelta(days=int(rng.integers(0, 8 * 365)))
             recs = []
             for i0 in range(0, n_core, BATCH):

@@ -123,15 +123,25 @@ class Nuisance:
 
 
 def sample_nuisances(rng: np.random.Generator, head: Head, water: np.ndarray, *, salinity: float = 1.0,
-                     crack_prob: float = 0.02, drift_sd: float = 1e-4) -> Nuisance:
+                     crack_prob: float = 0.02, drift_sd: float = 1e-4, sections=None,
+                     he_loss_prob: float = 0.08) -> Nuisance:
     """Film grows with water content (gamma-distributed); helium loss and cracks; surface height
-    (geometry x exp(N(0, 0.04))); gain drift as a random walk along the run."""
+    (geometry x exp(N(0, 0.04))); gain drift as a random walk along the run.
+
+    ``sections`` (one label per spectrum): each section independently has a poor helium flush
+    with probability ``he_loss_prob`` (air x3-8 for the whole section, as in real cores whose
+    Ar Ka reaches 2-3e4 counts)."""
     water = np.asarray(water, dtype=float)
     n = len(water)
     mean_film = head.film_um * np.clip(water / 0.55, 0.3, 3.0) ** 2
     film = rng.gamma(3.0, mean_film / 3.0)
     air = head.air_fraction * np.exp(rng.normal(0, 0.3, n))
     geo = np.exp(rng.normal(0, 0.04, n))
+    if sections is not None:
+        sec = np.asarray(sections)
+        for u in np.unique(sec):
+            if rng.random() < he_loss_prob:
+                air[sec == u] *= rng.uniform(3.0, 8.0)
     crack = rng.random(n) < crack_prob
     geo[crack] *= rng.uniform(0.3, 0.8, crack.sum())
     air[crack] += rng.uniform(0.2, 0.8, crack.sum())

@@ -111,7 +111,7 @@ def simulated_population(n_cores: int = 24, length_m: float = 2.0, step_mm: floa
         series = generate_core(rng, f"POP{c:02d}", length_m * 1000, site=site, salinity=salinity)
         win = series.window(np.maximum(plan.depth_mm - SLIT_DC_MM / 2, 0), plan.depth_mm + SLIT_DC_MM / 2)
         w = series.compositions(win)
-        nz = sample_nuisances(rng, h, win["water"], salinity=series.salinity)
+        nz = sample_nuisances(rng, h, win["water"], salinity=series.salinity, sections=plan.section_top_mm)
         lc = line_counts(sim, w, nz)
         sh = detected_shares(sim, w, nz)
         res = sim.simulate(w, nz, rng)

@@ -123,7 +123,7 @@ def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: 
     top, bottom = plan.depth_mm - SLIT_DC_MM / 2, plan.depth_mm + SLIT_DC_MM / 2
     win = series.window(np.maximum(top, 0), bottom)
     w = series.compositions(win)
-    nz = sample_nuisances(rng, head, win["water"], salinity=series.salinity)
+    nz = sample_nuisances(rng, head, win["water"], salinity=series.salinity, sections=plan.section_top_mm)
     n = len(w)
     core_dir = root / core
     run_dir = core_dir / RUN_FOLDER
