@@ -101,10 +101,11 @@ class Simulator:
         sw = seawater_vector()
         self.sw = sw
         # attenuation of the materials on the way, at incident, line and Compton energies
+        sw_mix = {s: w for s, w in zip(ELEMENTS, sw) if w > 0}
+
         def mats(e):
-            return dict(foil=mu_compound(FOIL, e), sw=sw @ t.mu_inc if e is t.inc_e else mu_compound(
-                {s: w for s, w in zip(ELEMENTS, sw) if w > 0}, e), air=mu_compound(AIR, e),
-                he=mu_compound({"He": 1.0}, e))
+            return dict(foil=mu_compound(FOIL, e), sw=mu_compound(sw_mix, e), air=mu_compound(AIR, e),
+                        he=mu_compound({"He": 1.0}, e))
         self.m_inc = mats(t.inc_e)
         self.m_line = mats(t.line_e)
         self.m_compt = mats(t.e_compt)
