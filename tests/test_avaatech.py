@@ -453,3 +453,15 @@ def test_utf16_file_is_read(tmp_path):
     spe = read_spe(raw.decode("latin-1").encode("utf-16"))
     assert np.array_equal(spe.counts, COUNTS)
     assert "UTF-16" in problem(b"\xff\xfe" + b"\x00\xd8")       # lone surrogate
+
+
+def test_record_from_given_bytes(tmp_path):
+    """The importer passes the bytes it has read (and their hash): same record as from the path."""
+    p = write_tree(tmp_path, "SO264-55-1/Run 1 at  10kV")
+    data = p.read_bytes()
+    a = read_record(p, tmp_path)
+    for b in (read_record(p, tmp_path, data=data),
+              read_record(p, tmp_path, data=data, sha256=hashlib.sha256(data).hexdigest())):
+        assert np.array_equal(a.counts, b.counts)
+        assert {k: v for k, v in vars(a).items() if k != "counts"} == \
+               {k: v for k, v in vars(b).items() if k != "counts"}

@@ -252,7 +252,8 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[sha]})")
                 continue
             try:
-                rec = avaatech.read_record(path, folder, core=core, section_unit=section_unit)
+                rec = avaatech.read_record(path, folder, core=core, section_unit=section_unit,
+                                           data=data, sha256=sha)
             except ParseError as exc:
                 rows[rel] = FileResult(rel, "rejected", exc.problem)
                 continue

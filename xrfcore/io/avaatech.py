@@ -635,23 +635,28 @@ def _folder_info(folder_parts: tuple[str, ...], root_name: str):
     return core_folder, run_folder, run_info, folder_core
 
 
-def read_record(path, root=None, *, core: str | None = None,
-                section_unit: str = "auto") -> SpectrumRecord:
+def read_record(path, root=None, *, core: str | None = None, section_unit: str = "auto",
+                data: bytes | None = None, sha256: str | None = None) -> SpectrumRecord:
     """Read one Avaatech spectrum file into a :class:`SpectrumRecord`.
 
     ``root`` is the imported folder: ``source_path`` is relative to it and only folders
     below it are read for the core and run (when the run folder sits directly in
     ``root``, root's own name is the core folder). Values come from the header first, then the file name, then the folders; every
     disagreement becomes a warning. Raises only :class:`ParseError`.
+
+    ``data``: the file's bytes when the caller has already read them (the importer reads
+    each file once for hash and parse); ``sha256``: their hex digest, if already computed.
     """
     if root is None:  # enough levels for <core>/<Rescan|TC>/<Run folder>/<file>
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(path)))))
     rel_posix, folder_parts = _relative(path, root)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ParseError(rel_posix, f"cannot read the file ({exc.strerror or exc})") from None
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ParseError(rel_posix, f"cannot read the file ({exc.strerror or exc})") from None
+        sha256 = None
     spe = read_spe(data, rel_posix)
     tag = spe.upper()
     warnings = list(spe.warnings)
@@ -781,7 +786,7 @@ def read_record(path, root=None, *, core: str | None = None,
     return SpectrumRecord(
         counts=spe.counts,
         source_path=rel_posix,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         scanner=scanner,
         core=core_name,
         section=section,
