@@ -88,6 +88,9 @@ def load_core(path, core: str, run: str, *, progress=no_progress,
         pred, pmeta = (None, {})
         if preds:
             pred, pmeta = p.read_predictions(core, preds[-1])
+    # the raw header and warning lists (a dict / list per spectrum) are not shown here: dropping
+    # them keeps the garbage collector's work, and its pauses, small for big cores
+    rd.meta = rd.meta.drop(columns=[c for c in ("header", "warnings") if c in rd.meta.columns])
     depth = np.asarray(rd.meta["depth_mm"], float)
     order = np.argsort(depth, kind="stable")
     scanner = " ".join(map(str, rd.meta["scanner"].unique())) if "scanner" in rd.meta else ""
@@ -197,6 +200,15 @@ def describe_model(card_path: Path, card: dict) -> str:
 def warm_up(*, progress=no_progress, token=None) -> dict:
     """Import torch off the GUI thread (slow the first time) and report what devices exist."""
     import torch
+    # The first optimizer construction imports much of torch (about a second, holding the GIL in
+    # C-extension initialisers): pay it here, at start-up, not in the middle of a fine-tune.
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+    import xrfcore.predict  # noqa: F401
+    import xrfcore.reconstruct  # noqa: F401
+    import xrfcore.train.finetune  # noqa: F401
+    import xrfcore.train.pretrain  # noqa: F401
+    from sklearn.linear_model import RidgeCV  # head fine-tuning's first fit imports a lot of scipy
+    RidgeCV(alphas=(1.0, 10.0)).fit(np.random.default_rng(0).normal(size=(8, 3)), np.arange(8.0))
     return {"cuda": bool(torch.cuda.is_available()), "threads": torch.get_num_threads()}
 
 

@@ -176,6 +176,9 @@ class MainWindow(ModelActions, QMainWindow):
             sc = QShortcut(QKeySequence(key), self.center)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
             sc.activated.connect(lambda d=d: self.step(d))
+        self._cursor_depth = 0.0
+        self._cursor_timer = QTimer(self, singleShot=True, interval=40)
+        self._cursor_timer.timeout.connect(lambda: self.downcore.set_cursor(self._cursor_depth))
         self._build_menus()
         self._update_actions()
         try:
@@ -468,7 +471,11 @@ class MainWindow(ModelActions, QMainWindow):
         self.spectrum.show_spectrum(counts, f"{v.core}  depth {v.depth[self.idx]:.1f} mm  "
                                             f"(section {sec}, position {pos:.1f} mm)"
                                     + ("  SIMULATED" if v.simulated else ""))
-        self.downcore.set_cursor(float(v.depth[self.idx]))
+        # the downcore cursor follows at most every 40 ms: when a key is held, the spectrum
+        # redraw keeps the frame rate and the cursor catches up (moving it repaints three panels)
+        self._cursor_depth = float(v.depth[self.idx])
+        if not self._cursor_timer.isActive():
+            self._cursor_timer.start()
         if self.tabs.currentWidget() is self.recon and self.recon.isVisible():
             self._recon_timer_start()
 

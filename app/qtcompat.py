@@ -1,56 +1,64 @@
-"""Work around a reference-count bug of PySide6 6.12: ``SignalInstance.emit`` returns ``True``
-without a new reference, so every emit (ours and pyqtgraph's) steals one reference to ``True``
-and a long session dies with "Fatal Python error: bool_dealloc". Detected at import by measuring
-``sys.getrefcount(True)`` around test emits; the wrapper only adds the missing reference, and is
-only installed when the running PySide6 shows the bug.
+"""Work around a reference-count bug of the installed PySide6/shiboken6 under Python 3.11.
+
+This PySide6 build returns ``None`` from every void method (``setText``, ``update``, ...) and
+``True`` from ``Signal.emit`` without adding a reference, as if those objects were immortal (they
+are from Python 3.12 on). Under Python 3.11 each such call steals one reference, and a session
+dies after a few minutes of drawing with "Fatal Python error: none_dealloc" (or bool_dealloc).
+
+When the running combination shows the leak (measured at import), we give None, True and False a
+reference count so large it cannot reach zero (what Python 3.12 does for them): the objects are
+never freed anyway, so the only effect is that the crash cannot happen. Nothing is changed on a
+PySide6 / Python that does not leak.
 """
 from __future__ import annotations
 
 import ctypes
 import sys
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+IMMORTAL = 1 << 60
+PATCHED = False
 
-_installed = False
 
+def _leaks() -> bool:
+    from PySide6.QtCore import QObject, Signal
 
-def _leak_per_emit() -> int:
     class _Probe(QObject):
         sig = Signal(int)
 
     p = _Probe()
-    n = 50
-    before = sys.getrefcount(True)
+    n = 64
+    none0, true0 = sys.getrefcount(None), sys.getrefcount(True)
     for _ in range(n):
-        p.sig.emit(1)
-    after = sys.getrefcount(True)
-    # the probe stole n references: give them back whatever we decide below
-    leaked = before - after
-    for _ in range(max(0, leaked)):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
-    return round(leaked / n)
+        p.setObjectName("probe")   # a void method
+        p.sig.emit(1)              # returns True
+    lost_none = none0 - sys.getrefcount(None)
+    lost_true = true0 - sys.getrefcount(True)
+    # give back what the probe took, whatever happens next
+    for obj, lost in ((None, lost_none), (True, lost_true)):
+        for _ in range(max(0, lost)):
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    return lost_none >= n // 2 or lost_true >= n // 2
+
+
+def _immortalise(obj) -> None:
+    # ob_refcnt is the first field of every PyObject (Py_ssize_t) in CPython 3.11
+    ref = ctypes.c_ssize_t.from_address(id(obj))
+    if ref.value < IMMORTAL:
+        ref.value += IMMORTAL
 
 
 def install() -> bool:
-    """Patch SignalInstance.emit when the bug is present; returns whether it was patched."""
-    global _installed
-    if _installed:
+    global PATCHED
+    if PATCHED:
         return True
-    if _leak_per_emit() != 1:
+    if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
+        return False  # singletons are immortal there already
+    if not _leaks():
         return False
-    original = SignalInstance.emit
-    incref = ctypes.pythonapi.Py_IncRef
-    obj = ctypes.py_object
-
-    def emit(self, *args):
-        result = original(self, *args)
-        if result is True:
-            incref(obj(True))
-        return result
-
-    SignalInstance.emit = emit
-    _installed = True
+    for obj in (None, True, False):
+        _immortalise(obj)
+    PATCHED = True
     return True
 
 
-PATCHED = install()
+install()

@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from app.views.plotting import cache_axes
 
 PANEL_COLOURS = {"CaCO3": "#1f77b4", "TOC": "#2ca02c"}
 TRACE_COLOUR = "#7f3f98"
@@ -33,6 +34,7 @@ class DowncorePanel:
         plot.setLabel("top", f"{name} {units}".strip())
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.invertY(True)
+        cache_axes(plot)
         self.lo = pg.PlotCurveItem(pen=pg.mkPen(None))
         self.hi = pg.PlotCurveItem(pen=pg.mkPen(None))
         band = QColor(colour)

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSli
                                QWidget)
 
 from app.views.downcore_view import runs_of_true
+from app.views.plotting import cache_axes
 
 MASK_BRUSH = QColor(120, 120, 120, 55)
 
@@ -30,6 +31,7 @@ class ReconstructionView(QWidget):
         self.plot.setLabel("left", "Counts")
         self.plot.addLegend(offset=(-10, 10))
         self.plot.setMenuEnabled(False)
+        cache_axes(self.plot.getPlotItem())
         self.measured = self.plot.plot([], [], pen=pg.mkPen("#1f4e99", width=1.1), name="measured")
         self.recon = self.plot.plot([], [], pen=pg.mkPen("#d62728", width=1.3), name="reconstruction")
 

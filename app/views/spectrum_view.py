@@ -5,7 +5,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QPushButton, QSplitter, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget)
+from app.views.plotting import cache_axes
 
 OVERLAY_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 DEFAULT_ELEMENTS = ("Al", "Si", "S", "K", "Ca", "Ti", "Mn", "Fe")
@@ -41,11 +42,17 @@ class SpectrumView(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.getPlotItem().getViewBox().setMouseMode(pg.ViewBox.RectMode)
         self.plot.setFocusPolicy(Qt.NoFocus)
+        self.plot.getViewBox().disableAutoRange(axis=pg.ViewBox.YAxis)
+        cache_axes(self.plot.getPlotItem())
 
         self.title = QLabel("No spectrum")
         self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.readout = QLabel(" ")
         self.readout.setObjectName("readout")
+        # labels whose text changes at every step or mouse move must not re-layout the window
+        # (that repainted every plot and cost most of a step's time)
+        for lab in (self.title, self.readout):
+            lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.log_box = QCheckBox("Log counts")
         self.log_box.setChecked(True)
         self.log_box.toggled.connect(self._on_log)
@@ -124,8 +131,27 @@ class SpectrumView(QWidget):
         self._current = np.asarray(counts)
         self._current_label = label
         n = min(len(self.energies), len(self._current))
-        self.curve.setData(self.energies[:n], self._y(self._current[:n]))
+        y = self._y(self._current[:n])
+        self.curve.setData(self.energies[:n], y)
+        self._fit_y(y)
         self.title.setText(label)
+
+    def _fit_y(self, y: np.ndarray) -> None:
+        """Rescale the count axis only when the spectrum no longer fits or fills under a third of it:
+        while stepping, the axis (whose text is the costly part of a redraw) mostly stays put."""
+        if not len(y):
+            return
+        top = float(np.max(y))
+        vb = self.plot.getViewBox()
+        lo, hi = vb.viewRange()[1]
+        if self.log_box.isChecked():
+            want = np.log10(max(top, 1.0)) + 0.15
+            if want > hi or want < hi - 0.5 or lo > -0.2:
+                vb.setYRange(np.log10(0.5), want, padding=0)
+        else:
+            want = top * 1.05
+            if want > hi or want < hi / 3 or lo != 0:
+                vb.setYRange(0, max(want, 1.0), padding=0)
 
     def add_overlay(self, counts: np.ndarray, label: str) -> None:
         colour = OVERLAY_COLOURS[len(self._overlays) % len(OVERLAY_COLOURS)]
@@ -205,6 +231,7 @@ class SpectrumView(QWidget):
 
     def _on_log(self, on: bool) -> None:
         self.plot.setLogMode(x=False, y=on)
+        self.plot.getViewBox().setYRange(0, 1, padding=0)  # forces a refit below
         if self._current is not None:
             self.show_spectrum(self._current, self._current_label)
         for _, counts, item in self._overlays:
