@@ -238,3 +238,38 @@ def test_advanced_pretrain_on_project_spectra(window, qtbot, project, monkeypatc
     assert c["kind"] == "mae" and c["simulated_data"] is True and c["training"]["steps"] == 3
     assert len(w.training.train) >= 1          # the live loss curve got points
     assert infos and w.recon_model() == w.foundation_path
+
+
+def test_drop_folder_or_project_and_settings(window, qtbot, project, sample_core, monkeypatch, errors_shown):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    w = window
+    opened = []
+    monkeypatch.setattr(w, "open_core_folder", lambda folder="": opened.append(folder))
+
+    def drop(path):
+        md = QMimeData()
+        md.setUrls([QUrl.fromLocalFile(str(path))])
+        ev = QDropEvent(QPointF(10, 10), Qt.CopyAction, md, Qt.LeftButton, Qt.NoModifier)
+        w.dropEvent(ev)
+        qtbot.wait(20)
+    drop(sample_core)
+    assert opened == [str(sample_core)]
+    drop(project)
+    qtbot.waitUntil(lambda: w.view is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    assert w.project == str(project.resolve())
+    assert w.settings.recent_projects[0] == str(project.resolve())
+    drop(project.with_suffix(".txt"))
+    qtbot.waitUntil(lambda: bool(errors_shown), timeout=5_000)
+    assert "drop a core folder" in errors_shown[-1][1]
+
+    from app.dialogs.settings_dialog import SettingsDialog
+    from app.settings import Settings
+    d = SettingsDialog(w.settings, w)
+    qtbot.addWidget(d)
+    d.device.setCurrentText("cpu")
+    d.recent.clear()
+    d.apply()
+    s = Settings.load()
+    assert s.device == "cpu" and s.recent_projects == []
