@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
                    help="mixed precision on CUDA (never used on the CPU)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: the usable "
+                                                "cores / processes on this node)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps (default: each epoch)")
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics rows")
     p.add_argument("--resume", help="continue from a checkpoint.safetensors (or its folder)")
@@ -60,6 +61,16 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _default_threads() -> int:
+    """CPU cores this process may use, shared among the processes torchrun started on this node
+    (BLAS pools stay pinned to 1 by the CLI; torch's own intra-op pool gets the cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def cmd_pretrain(args) -> int:
     from xrfcore.cli import UserError, progress_bar
     from xrfcore.jobs import Cancelled
@@ -83,9 +94,10 @@ def cmd_pretrain(args) -> int:
     train, val = data.split_cores(args.val_cores)
     if len(train) == 0:
         raise UserError("no training spectra left after holding out the validation cores")
+    threads = args.threads or _default_threads()
     tc = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      warmup_steps=args.warmup_steps, mask_ratio=args.mask_ratio, transform=args.transform,
-                     seed=args.seed, device=args.device, amp=args.amp, threads=args.threads,
+                     seed=args.seed, device=args.device, amp=args.amp, threads=threads,
                      log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                      out_dir=str(out), resume=args.resume)
     info = {"project": str(Path(args.project).resolve()), "train": train.summary(),
