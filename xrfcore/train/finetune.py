@@ -39,7 +39,8 @@ class FinetuneConfig:
     val_fraction: float = 0.2
     folds: int = 5                   # head mode: k-fold out-of-fold residuals
     epochs: int = 60                 # full / scratch
-    lr: float = 2e-4                 # full: encoder learning rate (head gets 10x)
+    lr: float = 1e-5                 # full: encoder learning rate (head gets 10x); larger wrecks the probe
+    lp_standardise: bool = True      # full: linear probe on standardised embeddings
     lr_scratch: float = 5e-4
     weight_decay: float = 0.05
     batch_size: int = 32
@@ -48,9 +49,10 @@ class FinetuneConfig:
     clip_grad: float = 1.0
     alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
     ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
+    ood: bool = True                 # compute the OOD reference (needs the pretrained autoencoder)
     ood_seeds: tuple = (0, 1, 2)
     ood_mask_ratio: float = 0.5
-    ood_reference_max: int = 4000
+    ood_reference_max: int = 2000
     seed: int = 0
     device: str = "auto"
     embed_batch: int = 256
@@ -216,12 +218,15 @@ def _set_head(reg, W: np.ndarray, b: np.ndarray) -> None:
         lin.bias.copy_(torch.as_tensor(b, dtype=lin.bias.dtype))
 
 
-def fit_ridge_head(E: np.ndarray, Z: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray, list]:
-    """Ridge per target on standardised embeddings, folded back into one Linear (W, b)."""
+def fit_ridge_head(E: np.ndarray, Z: np.ndarray, alphas, standardise: bool = True):
+    """Ridge per target on (standardised) embeddings, folded back into one Linear: (W, b, alphas).
+
+    Without standardising, near-constant embedding dimensions do not get large weights: a head that
+    is then trained further with the encoder (full mode) stays well conditioned."""
     from sklearn.linear_model import RidgeCV
 
     mu, sd = E.mean(0), E.std(0)
-    sd = np.where(sd > 1e-8, sd, 1.0)
+    sd = np.where(sd > 1e-8, sd, 1.0) if standardise else np.ones_like(sd)
     Es = (E - mu) / sd
     W = np.zeros((Z.shape[1], E.shape[1]))
     b = np.zeros(Z.shape[1])
@@ -322,7 +327,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         tr, va, val_note = split_indices(n, groups, cfg.val, cfg.val_fraction, cfg.seed)
         if cfg.mode == "full":  # linear probe first (on training rows only)
             E = embed_inputs(reg, Xin[tr], device=device, batch=cfg.embed_batch, token=token)
-            W, b, _ = fit_ridge_head(E, Z[tr], cfg.ridge_alphas)
+            W, b, _ = fit_ridge_head(E, Z[tr], cfg.ridge_alphas, standardise=cfg.lp_standardise)
             _set_head(reg, W, b)
         history = _train_loop(reg, Xin, Z, tr, va, cfg, device, progress, token)
         if len(va):
@@ -344,7 +349,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     # --- out-of-distribution reference: the pretrained autoencoder's error on training spectra
     ood = None
     mae = base if isinstance(base, MaskedAutoencoderViT) else None
-    if mae is not None:
+    if mae is not None and cfg.ood:
         ref = np.asarray(reference) if reference is not None else X
         if len(ref) > cfg.ood_reference_max:
             ref = ref[np.random.default_rng(cfg.seed).choice(len(ref), cfg.ood_reference_max, replace=False)]
@@ -431,6 +436,11 @@ def _train_loop(reg, Xin, Z, tr, va, cfg: FinetuneConfig, device, progress, toke
     def masked_mse(pred, z):
         ok = torch.isfinite(z)
         return ((pred - torch.nan_to_num(z)) ** 2 * ok).sum() / ok.sum().clamp(min=1)
+
+    if len(va):  # the starting point (linear probe, or random head) counts: training must beat it
+        best = float(masked_mse(torch.from_numpy(_predict_norm(reg, Xin[va], device, cfg.embed_batch)), Zt[va]))
+        best_state = {k: v.detach().cpu().clone() for k, v in reg.state_dict().items()}
+        hist.append({"epoch": 0, "val_loss": best})
 
     for epoch in range(cfg.epochs):
         reg.train()

@@ -1,0 +1,301 @@
+"""Accuracy benchmark: the research table on SIMULATED cores.
+
+Simulated archive (3 scanner heads) -> HDF5 project -> tiny MAE pretrained on every core except
+the test cores -> lab samples (1 cm, every 10 cm, with lab error) on the label cores, matched to
+spectra by xrfcore.labels -> NMF + SVR, from scratch, pretrained head, pretrained full at
+10 / 50 / 100 / 500 / all labels -> R2 and RMSE on
+  * unseen cores: whole cores never used in pretraining or fine-tuning, two from the seen heads and
+    one scanned by a head never seen (also reported alone), lab-like samples every 3 cm;
+  * a random split: 20 % of the label cores' samples held out (in-distribution).
+Interval coverage of the 90 % split-conformal intervals is measured on both test sets.
+
+    .venv/bin/python tests/benchmarks/bench_accuracy.py [--quick] [--out results.md]
+
+Full: 36 cores x 500 spectra + 1 unseen-head core (>= 20,000 spectra), 20 label cores.
+--quick: 30 cores x 150 spectra + 1, 20 label cores, short pretraining (minutes on 2 CPU cores).
+Everything here is simulated; the published figures (real spectra) are not ours to claim.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from xrfcore import __version__, labels as lb, store  # noqa: E402
+from xrfcore.baseline import fit_baseline  # noqa: E402
+from xrfcore.train import finetune as ft  # noqa: E402
+
+TARGETS = ("CaCO3", "TOC")
+HERE = Path(__file__).resolve().parent
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def simulate(project, n_cores, core_spectra, seed):
+    """Main archive (3 heads) + one core from a 4th head; returns truth per core and head per core."""
+    from xrfcore.simulate import archive
+
+    archive.CORE_SPECTRA = core_spectra
+    truth, head_of = {}, {}
+
+    def keep(recs, rename=None):
+        core = rename or recs[0].core
+        if rename:
+            for r in recs:
+                r.core = rename
+        t = [json_truth(r) for r in recs]
+        truth[core] = pd.DataFrame({"depth_mm": [r.depth_mm for r in recs],
+                                    "CaCO3": [x["CaCO3"] for x in t], "TOC": [x["TOC"] for x in t]})
+        head_of[core] = recs[0].header["head"]
+        return recs
+
+    with store.transaction(project) as p:
+        for recs in archive.simulate_records(n_cores * core_spectra, 3, seed):
+            recs = keep(recs)
+            p.write_run(recs[0].core, recs[0].run_key, recs)
+        # 4 heads, one core each: the 4th (a randomised head) is the unseen head
+        for recs in archive.simulate_records(4 * core_spectra, 4, seed + 1000):
+            if recs[0].header["head"] not in ("avaatech-a", "avaatech-b", "avaatech-c"):
+                recs = keep(recs, rename="UNSEENHEAD-1")
+                p.write_run("UNSEENHEAD-1", recs[0].run_key, recs)
+    return truth, head_of
+
+
+def json_truth(rec):
+    import json
+    return json.loads(rec.header["truth"])
+
+
+def lab_rows(truth, cores, spacing_mm, rng):
+    """1 cm samples every spacing_mm with lab error (CaCO3 sd 1 wt%; TOC sd 3 % + 0.02 wt%)."""
+    rows = []
+    for core in cores:
+        t = truth[core]
+        d = t.depth_mm.to_numpy()
+        for top in np.arange(np.ceil(d.min() / 10) * 10, d.max() - 10, spacing_mm):
+            inside = (d >= top) & (d <= top + 10)
+            if not inside.any():
+                continue
+            ca = t.CaCO3[inside].mean() + rng.normal(0, 1.0)
+            toc = t.TOC[inside].mean()
+            toc = toc + rng.normal(0, 0.03 * toc + 0.02)
+            rows.append(dict(core=core, depth_top_mm=top, depth_bottom_mm=top + 10,
+                             CaCO3=round(float(np.clip(ca, 0, 100)), 2),
+                             TOC=round(float(np.clip(toc, 0, 100)), 3)))
+    return pd.DataFrame(rows)
+
+
+def metrics(y, p):
+    return ft.regression_metrics(y, p)
+
+
+def evaluate(pred: pd.DataFrame, y: pd.DataFrame, targets=TARGETS):
+    return {t: metrics(y[t].to_numpy(float), pred[t].to_numpy(float)) for t in targets}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="markdown file for the table (default: tests/benchmarks/results/)")
+    ap.add_argument("--steps", type=int, help="pretraining steps (default 600 quick / 6000 full)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", help="keep the project and models in this folder")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    quick = a.quick
+    n_cores, core_spectra = (30, 150) if quick else (36, 560)
+    n_label_cores = 20
+    budgets = [10, 50, 100, 500, "all"]
+    steps = a.steps or (300 if quick else 6000)
+    ft_epochs, patience = (15, 5) if quick else (60, 10)
+    rng = np.random.default_rng(a.seed)
+    t_all = time.time()
+    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="xrf-bench-acc-"))
+    work.mkdir(parents=True, exist_ok=True)
+    project = work / "archive.h5"
+    if project.exists():
+        project.unlink()
+
+    log(f"simulating {n_cores} cores x {core_spectra} spectra, 3 heads, + 1 unseen-head core (SIMULATED)")
+    t0 = time.time()
+    truth, head_of = simulate(project, n_cores, core_spectra, a.seed)
+    t_sim = time.time() - t0
+    n_spec = sum(len(t) for t in truth.values())
+    log(f"  {n_spec} spectra in {t_sim:.0f} s")
+
+    main_cores = [c for c in truth if c != "UNSEENHEAD-1"]
+    order = list(rng.permutation(main_cores))
+    # one test core from each of two seen heads, plus the unseen-head core
+    test_cores = []
+    for h in ("avaatech-a", "avaatech-b"):
+        c = next(c for c in order if head_of[c] == h and c not in test_cores)
+        test_cores.append(c)
+    test_cores.append("UNSEENHEAD-1")
+    rest = [c for c in order if c not in test_cores]
+    label_cores = rest[:n_label_cores]
+    pretrain_cores = rest  # test cores never seen, in pretraining or fine-tuning
+
+    # --- pretraining (tiny, 0-10.24 keV window)
+    from xrfcore.model.config import ModelConfig
+    from xrfcore.train.data import load_project
+    from xrfcore.train.pretrain import TrainConfig, pretrain
+
+    cfg = ModelConfig.preset("tiny", window_channels=512)
+    data = load_project(project, cfg, cores=pretrain_cores)
+    log(f"pretraining tiny MAE ({cfg.num_patches} tokens) on {len(data)} spectra of {len(pretrain_cores)} cores, "
+        f"{steps} steps")
+    t0 = time.time()
+    tc = TrainConfig(steps=steps, batch_size=64, lr=1e-3, seed=a.seed, device="cpu",
+                     out_dir=str(work / "pretrained"), log_every=100)
+    _, pcard = pretrain(data.counts, cfg, tc, data_info={"simulated": True, "cores": pretrain_cores})
+    t_pre = time.time() - t0
+    base = work / "pretrained" / "model"
+    log(f"  pretrained in {t_pre:.0f} s; metrics {pcard.get('metrics')}")
+    del data
+
+    # --- lab samples -> matched spectra
+    lab = pd.concat([lab_rows(truth, label_cores, 100.0, rng), lab_rows(truth, test_cores, 30.0, rng)])
+    lab_path = work / "lab_samples.csv"
+    with open(lab_path, "w") as f:
+        f.write("# SIMULATED lab samples (bench_accuracy)\n")
+        lab.to_csv(f, index=False)
+    table = lb.read_lab_csv(lab_path)
+    m = lb.match_project(project, table, grid=cfg.grid())
+    log(f"labels: {m.summary()}")
+    S = m.samples.reset_index(drop=True)
+    X = m.X
+    is_test = S.core.isin(test_cores).to_numpy()
+    pool = np.flatnonzero(~is_test)
+    pool = rng.permutation(pool)
+    n_rand = int(round(0.2 * len(pool)))
+    rand_test, train_pool = np.sort(pool[:n_rand]), pool[n_rand:]
+    unseen = np.flatnonzero(is_test)
+    unseen_head = np.flatnonzero(S.core.to_numpy() == "UNSEENHEAD-1")
+    sets = {"unseen cores": unseen, "unseen head": unseen_head, "random split": rand_test}
+    log(f"  training pool {len(train_pool)} samples on {len(label_cores)} cores; tests: "
+        + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
+
+    # reference spectra for the OOD score: single spectra of the label cores
+    ref = load_project(project, cfg, cores=label_cores).counts
+    from xrfcore.model import checkpoint
+    mae, _ = checkpoint.load(base)
+    ood_rows = []
+
+    rows, coverage = [], []
+    methods = ["NMF+SVR", "scratch", "pretrained head", "pretrained full"]
+    for b in budgets:
+        n = len(train_pool) if b == "all" else b
+        if n > len(train_pool):
+            log(f"budget {b}: only {len(train_pool)} labels in the pool; skipped")
+            continue
+        idx = train_pool[:n]  # nested subsets of one random order
+        Xtr, ytr, gtr = X[idx], S.loc[idx, list(TARGETS)].reset_index(drop=True), S.core.to_numpy()[idx]
+        for meth in methods:
+            t0 = time.time()
+            if meth == "NMF+SVR":
+                model, _ = fit_baseline(Xtr, ytr, seed=a.seed, cv=min(5, n))
+                predict = model.predict
+                card = None
+            else:
+                mode = {"scratch": "scratch", "pretrained head": "head", "pretrained full": "full"}[meth]
+                with_ood = mode == "head" and b == "all"  # the OOD score does not depend on labels
+                reg, card = ft.finetune(base, Xtr, ytr, groups=gtr, grid=m.grid, mode=mode, epochs=ft_epochs,
+                                        patience=patience, seed=a.seed, device="cpu", ood=with_ood,
+                                        reference=ref if with_ood else None)
+                pr = ft.Predictor.from_model(reg, card, mae=mae if with_ood else None, device="cpu")
+                if with_ood:
+                    ood_model = pr
+                predict = (lambda pr: (lambda Z: pr.predict_counts(Z, m.grid)))(pr)
+            fit_s = time.time() - t0
+            row = {"labels": str(b) if b != "all" else f"all ({n})", "method": meth, "fit_s": round(fit_s, 1)}
+            for name, ix in sets.items():
+                p = predict(X[ix])
+                if "ood_flag" in p and p["ood_score"].notna().any():
+                    ood_rows.append({"test": name, "flagged": float(p["ood_flag"].mean()),
+                                     "median_score": float(p["ood_score"].median()), "n": len(ix)})
+                ev = evaluate(p, S.loc[ix].reset_index(drop=True))
+                for t in TARGETS:
+                    row[f"{name}|{t}|r2"] = ev[t]["r2"]
+                    row[f"{name}|{t}|rmse"] = ev[t]["rmse"]
+                if card is not None and f"{TARGETS[0]}_lo" in p:
+                    for t in TARGETS:
+                        from xrfcore.predict import interval_coverage
+                        c = interval_coverage(S.loc[ix, t].to_numpy(float), p[f"{t}_lo"], p[f"{t}_hi"])
+                        coverage.append({"labels": row["labels"], "method": meth, "test": name, "target": t,
+                                         "coverage": c, "n": len(ix), "q": card["conformal"][t]["q"]})
+            rows.append(row)
+            log(f"  {row['labels']:>9} {meth:16s} {fit_s:6.1f} s  unseen R2 CaCO3 "
+                f"{_f(row['unseen cores|CaCO3|r2'])} TOC {_f(row['unseen cores|TOC|r2'])}  "
+                f"random R2 CaCO3 {_f(row['random split|CaCO3|r2'])} TOC {_f(row['random split|TOC|r2'])}")
+
+    if ood_rows:  # the same OOD scorer on the training cores' own single spectra, for scale
+        p = ood_model.predict_counts(ref[::7], m.grid)
+        ood_rows.insert(0, {"test": "label cores (single spectra)", "flagged": float(p["ood_flag"].mean()),
+                            "median_score": float(p["ood_score"].median()), "n": len(p)})
+    md = render(rows, coverage, ood_rows, dict(quick=quick, n_spec=n_spec, n_cores=len(truth), steps=steps,
+                                     label_cores=len(label_cores), pool=len(train_pool), sets=sets,
+                                     t_sim=t_sim, t_pre=t_pre, t_all=time.time() - t_all, test_cores=test_cores,
+                                     head_of=head_of, seed=a.seed))
+    print(md)
+    out = Path(a.out) if a.out else HERE / "results" / ("accuracy_quick.md" if quick else "accuracy.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(md)
+    log(f"table written to {out}")
+    return 0
+
+
+def _f(v, nd=3):
+    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def render(rows, coverage, ood_rows, info) -> str:
+    tests = ", ".join(f"{c} ({info['head_of'][c]})" for c in info["test_cores"])
+    L = [f"# Accuracy benchmark on SIMULATED cores ({'quick' if info['quick'] else 'full'})", "",
+         f"xrfcore {__version__}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, seed {info['seed']}, "
+         f"CPU ({torch.get_num_threads()} threads). SIMULATED data throughout; not comparable to the "
+         "published real-data figures except in shape.", "",
+         f"- Archive: {info['n_spec']} spectra, {info['n_cores']} cores, 3 heads + 1 unseen head; "
+         f"simulated in {info['t_sim']:.0f} s.",
+         f"- Pretraining: tiny MAE, 0-10.24 keV window (32 tokens), {info['steps']} steps, {info['t_pre']:.0f} s.",
+         f"- Labels: {info['label_cores']} label cores, 1 cm samples every 10 cm with lab error; training pool "
+         f"{info['pool']} samples; budgets drawn as nested random subsets.",
+         f"- Tests: unseen cores {tests} "
+         f"(n={len(info['sets']['unseen cores'])}, samples every 3 cm); unseen head alone "
+         f"(n={len(info['sets']['unseen head'])}); random split of the label cores (n={len(info['sets']['random split'])}).",
+         f"- Total time {info['t_all'] / 60:.1f} min.", ""]
+    for name in ("unseen cores", "unseen head", "random split"):
+        L += [f"## {name}", "", "| labels | method | CaCO3 R2 | CaCO3 RMSE | TOC R2 | TOC RMSE | fit s |",
+              "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            v = [r[f"{name}|{t}|{k}"] for t in TARGETS for k in ("r2", "rmse")]
+            L.append(f"| {r['labels']} | {r['method']} | {_f(v[0])} | {_f(v[1], 2)} | {_f(v[2])} | {_f(v[3], 3)} "
+                     f"| {r['fit_s']} |")
+        L.append("")
+    L += ["## 90 % interval coverage (split-conformal)", "", "| labels | method | test | target | coverage | n | half-width |",
+          "|---|---|---|---|---|---|---|"]
+    for c in coverage:
+        L.append(f"| {c['labels']} | {c['method']} | {c['test']} | {c['target']} | {_f(c['coverage'], 3)} | {c['n']} "
+                 f"| {_f(c['q'], 3)} |")
+    L += ["", "## Out-of-distribution score (pretrained head, all labels; flag = score > 1)", "",
+          "| spectra | share flagged | median score | n |", "|---|---|---|---|"]
+    for o in ood_rows:
+        L.append(f"| {o['test']} | {o['flagged']:.3f} | {o['median_score']:.3f} | {o['n']} |")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
