@@ -38,17 +38,29 @@ class Transform:
 class ZScore(Transform):
     """Each spectrum minus its own mean, over its own standard deviation."""
     name = "zscore"
+    CHUNK = 4096  # rows per block: float64 statistics without a float64 copy of the whole set
 
     @staticmethod
     def _stats(X: np.ndarray):
-        X = _f32(X).astype(np.float64)
+        X = np.asarray(X, dtype=np.float64)
         mean = X.mean(axis=-1, keepdims=True)
         std = X.std(axis=-1, keepdims=True)
         return mean, np.where(std > EPS, std, 1.0)
 
+    def _blocks(self, X, fn) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim < 2:
+            return fn(X[None], X[None])[0]
+        out = np.empty(X.shape, dtype=np.float32)
+        for i in range(0, len(X), self.CHUNK):
+            out[i:i + self.CHUNK] = fn(X[i:i + self.CHUNK], None)
+        return out
+
     def apply(self, X) -> np.ndarray:
-        mean, std = self._stats(X)
-        return ((_f32(X) - mean) / std).astype(np.float32)
+        def fn(block, _):
+            mean, std = self._stats(block)
+            return ((block - mean) / std).astype(np.float32)
+        return self._blocks(X, fn)
 
     def invert(self, Z, ref=None) -> np.ndarray:
         if ref is None:

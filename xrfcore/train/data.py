@@ -49,7 +49,12 @@ class SpectraSet:
 
 
 def counts_sha256(X: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()
+    """sha256 of the spectra as float32 (shape included), hashed in blocks (no full copy)."""
+    X = np.asarray(X)
+    h = hashlib.sha256(repr(X.shape).encode())
+    for i in range(0, len(X), 4096):
+        h.update(np.ascontiguousarray(X[i:i + 4096], dtype=np.float32))
+    return h.hexdigest()
 
 
 def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
