@@ -121,3 +121,16 @@ def test_cancel_and_bad_input(base_path):
         ft.finetune(base_path, X, y, mode="nope")
     with pytest.raises(ValueError, match="needs a pretrained"):
         ft.finetune(None, X, y, mode="head")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_cuda_finetune_and_predict(tmp_path, base_path, mode):
+    """bf16 autocast paths on the GPU give the same kind of result as on the CPU."""
+    X, y, g = synthetic(80)
+    reg, card = ft.finetune(base_path, X, y, groups=g, mode=mode, epochs=3, device="cuda",
+                            out=tmp_path / "m")
+    assert card["device"].startswith("cuda") and card["metrics"]["CaCO3"]["n"] > 0
+    df = ft.Predictor(tmp_path / "m", device="cuda").predict_counts(X[:10])
+    dc = ft.Predictor(tmp_path / "m", device="cpu").predict_counts(X[:10])
+    assert np.abs(df.CaCO3 - dc.CaCO3).max() < 2.0  # bf16 vs fp32, wt%

@@ -118,3 +118,17 @@ def test_choose_run():
     assert labels.choose_run(["30kV-Run1", "10kV-Run2"]) == "10kV-Run2"
     assert labels.choose_run(["30kV-Run1"]) == "30kV-Run1"
     assert labels.choose_run([]) is None
+
+
+def test_store_labels_merges_by_core(tmp_path):
+    from xrfcore import store
+    proj = tmp_path / "p.h5"
+    store.Project.create(proj).close()
+    a = labels.read_lab_csv(write(tmp_path, "core,depth_mm,CaCO3\nA,1,10\nB,1,20\n", "a.csv"))
+    labels.store_labels(proj, a)
+    b = labels.read_lab_csv(write(tmp_path, "core,depth_mm,CaCO3\nB,2,30\nC,1,40\n", "b.csv"))
+    labels.store_labels(proj, b)
+    with store.Project.open(proj) as p:
+        df = p.labels()
+        assert sorted(zip(df.core, df.CaCO3)) == [("A", 10), ("B", 30), ("C", 40)]
+        assert set(p.labels_meta()["files"]) == {"a.csv", "b.csv"}

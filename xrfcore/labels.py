@@ -393,3 +393,22 @@ def label_hash(samples: pd.DataFrame) -> str:
     """A hash of the normalised sample table (for model cards)."""
     cols = [c for c in ("core", "depth_top_mm", "depth_bottom_mm", "depth_mm", *TARGETS) if c in samples]
     return hashlib.sha256(samples[cols].to_csv(index=False).encode()).hexdigest()
+
+
+def store_labels(project_path, lab: LabTable) -> pd.DataFrame:
+    """Save a lab table into the project: replaces the stored samples of the cores it names and
+    keeps those of other cores (one transaction). Returns the stored table."""
+    from xrfcore import store
+
+    with store.Project.open(project_path) as p:
+        old, meta = p.labels(), p.labels_meta()
+    new = lab.samples.assign(source_file=Path(lab.path).name)
+    if len(old) and "core" in old.columns:
+        old = old[~old["core"].isin(set(new["core"]))]
+        new = pd.concat([old, new], ignore_index=True)
+    files = dict(meta.get("files", {})) if isinstance(meta.get("files"), dict) else {}
+    files[Path(lab.path).name] = {"sha256": lab.sha256, "mapping": lab.mapping, "depth_unit": lab.depth_unit,
+                                  "simulated": lab.simulated, "cores": sorted(set(lab.samples["core"]))}
+    with store.transaction(project_path) as w:
+        w.write_labels(new, {"files": files, "simulated": any(f.get("simulated") for f in files.values())})
+    return new

@@ -609,8 +609,5 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
                                       "report_rows": int(len(match.report)), "simulated": lab.simulated},
                          simulated=simulated, **cfg_fields)
     if store_labels:
-        with st.transaction(project_path) as w:
-            w.write_labels(lab.samples, {"file": str(labels_csv), "sha256": lab.sha256,
-                                         "mapping": lab.mapping, "depth_unit": lab.depth_unit,
-                                         "simulated": lab.simulated})
+        lb.store_labels(project_path, lab)
     return reg, card, match
