@@ -254,8 +254,46 @@ def main(argv=None):
     out = Path(a.out) if a.out else HERE / "results" / ("accuracy_quick.md" if quick else "accuracy.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
-    log(f"table written to {out}")
+    import json
+    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "coverage": coverage, "ood": ood_rows},
+                                                   indent=1, default=str))
+    svg = out.with_suffix(".svg")
+    svg.write_text(plot_svg(rows, "unseen cores", f"R2 on unseen cores vs labels (SIMULATED, "
+                                                  f"{'quick' if quick else 'full'})"))
+    log(f"table written to {out}, plot to {svg}")
     return 0
+
+
+def plot_svg(rows, test, title) -> str:
+    """A small dependency-free SVG: R2 (clipped at -1) against labels (log axis), one panel per target."""
+    colors = {"NMF+SVR": "#888888", "scratch": "#d62728", "pretrained head": "#1f77b4", "pretrained full": "#2ca02c"}
+    W, H, pad = 360, 260, 45
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H + 40}" font-family="sans-serif" '
+           f'font-size="11"><text x="10" y="16" font-size="13">{title}</text>']
+    xs = sorted({int(r["labels"].split("(")[-1].rstrip(")")) if "(" in r["labels"] else int(r["labels"])
+                 for r in rows})
+    lx = lambda n: pad + (np.log10(n) - np.log10(xs[0])) / max(1e-9, np.log10(xs[-1]) - np.log10(xs[0])) * (W - 2 * pad)  # noqa: E731
+    ly = lambda v: 30 + (1 - (max(v, -1) + 1) / 2) * (H - 40)  # noqa: E731
+    for k, t in enumerate(TARGETS):
+        ox = k * W
+        out.append(f'<g transform="translate({ox},0)"><text x="{pad}" y="34">{t}</text>')
+        out.append(f'<line x1="{pad}" y1="{ly(-1)}" x2="{W - pad}" y2="{ly(-1)}" stroke="black"/>')
+        out.append(f'<line x1="{pad}" y1="{ly(-1)}" x2="{pad}" y2="{ly(1)}" stroke="black"/>')
+        for v in (-1, 0, 0.5, 1):
+            out.append(f'<text x="{pad - 30}" y="{ly(v) + 4}">{v:g}</text>'
+                       f'<line x1="{pad}" y1="{ly(v)}" x2="{W - pad}" y2="{ly(v)}" stroke="#eee"/>')
+        for n in xs:
+            out.append(f'<text x="{lx(n) - 8}" y="{ly(-1) + 15}">{n}</text>')
+        for j, (meth, col) in enumerate(colors.items()):
+            pts = [(lx(int(r["labels"].split("(")[-1].rstrip(")")) if "(" in r["labels"] else int(r["labels"])),
+                    ly(r[f"{test}|{t}|r2"])) for r in rows if r["method"] == meth and r[f"{test}|{t}|r2"] is not None]
+            if pts:
+                out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="'
+                           + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            out.append(f'<text x="{W - pad - 90}" y="{ly(-1) - 10 - 13 * j}" fill="{col}">{meth}</text>')
+        out.append("</g>")
+    out.append(f'<text x="10" y="{H + 30}">labels (log scale); R2 clipped at -1; SIMULATED data</text></svg>')
+    return "\n".join(out)
 
 
 def _f(v, nd=3):
