@@ -132,6 +132,8 @@ class FinetuneDialog(QDialog):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
         self.view.reset()
+        self.view.set_loss_note("" if s["mode"] != "head" else
+                                "head mode fits a ridge head in one step: no loss curve")
         self.status.setText("Fine-tuning…")
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 from app.views.plotting import cache_axes
 
 PANEL_COLOURS = {"CaCO3": "#1f77b4", "TOC": "#2ca02c"}
@@ -101,6 +101,7 @@ class DowncoreView(QWidget):
         self.glw.setBackground("w")
         self.title = QLabel("No core open")
         self.title.setWordWrap(True)
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.title)

@@ -5,8 +5,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+                               QVBoxLayout, QWidget)
 
 from app.views.downcore_view import runs_of_true
 from app.views.plotting import cache_axes
@@ -49,7 +49,8 @@ class ReconstructionView(QWidget):
         self.log_box.toggled.connect(self._on_log)
         self.error_label = QLabel("No reconstruction yet")
         self.title = QLabel("Reconstruction: open a project and a model")
-        self.title.setWordWrap(True)
+        for lab in (self.title, self.error_label):   # long texts must not widen the whole tab
+            lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Mask ratio"))

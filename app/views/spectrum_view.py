@@ -66,11 +66,11 @@ class SpectrumView(QWidget):
 
         self.picker = QListWidget()
         self.picker.setToolTip("Elements whose emission lines are marked")
-        self.picker.setMaximumWidth(90)
+        self.picker.setMaximumWidth(70)
         self.picker.itemChanged.connect(lambda _item: self._draw_markers())
 
         bar = QHBoxLayout()
-        bar.addWidget(self.title, 1)
+        bar.addStretch(1)
         for w in (self.log_box, self.pin_btn, self.clear_btn, self.sum_btn):
             bar.addWidget(w)
         body = QSplitter(Qt.Horizontal)
@@ -79,6 +79,7 @@ class SpectrumView(QWidget):
         body.setStretchFactor(0, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.title)
         lay.addLayout(bar)
         lay.addWidget(body, 1)
         lay.addWidget(self.readout)
@@ -145,8 +146,8 @@ class SpectrumView(QWidget):
         vb = self.plot.getViewBox()
         lo, hi = vb.viewRange()[1]
         if self.log_box.isChecked():
-            want = np.log10(max(top, 1.0)) + 0.15
-            if want > hi or want < hi - 0.5 or lo > -0.2:
+            want = np.log10(max(top, 1.0)) + 0.25
+            if want - 0.1 > hi or want < hi - 0.5 or lo > -0.2:
                 vb.setYRange(np.log10(0.5), want, padding=0)
         else:
             want = top * 1.05

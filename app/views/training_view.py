@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
 # xrfcore's messages: "loss 0.1234 val 0.2345" (pretrain), "epoch 3: train 0.123 val 0.456" (fine-tune)
@@ -41,6 +41,7 @@ class TrainingView(QWidget):
         self.diag = self.pvm_plot.plot([0, 100], [0, 100], pen=pg.mkPen("#999999", style=Qt.DashLine))
         self.metrics = QLabel("")
         self.metrics.setWordWrap(True)
+        self.metrics.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         plots = QHBoxLayout()
         plots.addWidget(self.loss_plot, 1)
         plots.addWidget(self.pvm_plot, 1)
@@ -49,6 +50,9 @@ class TrainingView(QWidget):
         lay.addLayout(plots, 1)
         lay.addWidget(self.metrics)
         self.reset()
+
+    def set_loss_note(self, note: str) -> None:
+        self.loss_plot.setTitle(f"Loss ({note})" if note else "Loss")
 
     def reset(self) -> None:
         self.train: list[tuple[int, float]] = []

@@ -103,6 +103,7 @@ def main() -> int:
     win.select_depth(1500.0)
     win.overlay_current()
     win.select_depth(2800.0)
+    win.tabs.setCurrentWidget(win.spectrum)
     shot(win, "main_window.png")
     win.tabs.setCurrentWidget(win.recon)
     pump(lambda: win.recon.masked_spans() > 0 and win.is_idle())
