@@ -149,6 +149,11 @@ def test_cli_pretrain_reconstruct_models(tmp_path, capsys, monkeypatch):
     assert "pretrain" in card["command_line"] or card["command_line"]
     assert main(["pretrain", "-p", str(proj), "-o", str(out), "--steps", "1"]) == 2  # refuses to overwrite
     assert "already holds a model" in capsys.readouterr().err
+    # extend the run from its last checkpoint; the architecture comes from the checkpoint
+    assert main(["pretrain", "-p", str(proj), "-o", str(tmp_path / "m2"), "--steps", "5", "--batch-size", "16",
+                 "--val-cores", "C", "--threads", "1", "--resume", str(out)]) == 0
+    card2 = json.loads((tmp_path / "m2" / "model.json").read_text())
+    assert card2["training"]["resumed_from_step"] == 3 and card2["config"]["window_channels"] == 512
     csv = tmp_path / "rec.csv"
     assert main(["reconstruct", str(out), "-p", str(proj), "--core", "C", "--depth", "52",
                  "--seed", "2", "-o", str(csv)]) == 0

@@ -83,6 +83,14 @@ def cmd_pretrain(args) -> int:
         raise UserError(f"{out} already holds a model; choose another folder, --resume or --force")
     overrides = {"window_channels": args.window_channels} if args.window_channels else {}
     cfg = ModelConfig.preset(args.size, **overrides)
+    transform = args.transform
+    if args.resume:  # the architecture and transform come from the checkpoint
+        from xrfcore.train.pretrain import checkpoint_path
+        from xrfcore.train.state import read_meta
+
+        meta = read_meta(checkpoint_path(args.resume))
+        cfg = ModelConfig.from_dict(meta["model_config"])
+        transform = meta["transform"]["name"]
     main = _rank() == 0
     bar = progress_bar("reading") if main else None
     try:
@@ -96,7 +104,7 @@ def cmd_pretrain(args) -> int:
         raise UserError("no training spectra left after holding out the validation cores")
     threads = args.threads or _default_threads()
     tc = TrainConfig(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     warmup_steps=args.warmup_steps, mask_ratio=args.mask_ratio, transform=args.transform,
+                     warmup_steps=args.warmup_steps, mask_ratio=args.mask_ratio, transform=transform,
                      seed=args.seed, device=args.device, amp=args.amp, threads=threads,
                      log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                      out_dir=str(out), resume=args.resume)

@@ -104,7 +104,7 @@ def _autocast(device, dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _checkpoint_path(resume) -> Path:
+def checkpoint_path(resume) -> Path:
     p = Path(resume)
     return p / CHECKPOINT_NAME if p.is_dir() else p
 
@@ -117,7 +117,8 @@ def pretrain(X, cfg: ModelConfig, train_cfg: TrainConfig, progress: ProgressFn =
     ``X_val``: counts of held-out cores for validation. ``data_info``: what the card records about
     the data (cores, simulated flag, source...). ``batch_hook(step, indices)``: sees each batch's
     sample indices (tests). ``on_metrics(row)``: each metrics row (step, epoch, lr, loss,
-    spectra_per_s, time_s[, val_loss]) as it is logged (live loss plots). Under torchrun each rank trains on its shard; rank 0 writes files.
+    spectra_per_s, time_s[, val_loss]) as it is logged (live loss plots).
+    Under torchrun each rank trains on its shard; rank 0 writes files.
     Returns (model on its device, in eval mode, card). Raises ``Cancelled`` (nothing half-written:
     only complete checkpoints from earlier steps remain) or ``FloatingPointError`` on a NaN loss.
     """
@@ -143,7 +144,7 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
 
     resume_meta = None
     if tc.resume:
-        resume_meta = read_meta(_checkpoint_path(tc.resume))
+        resume_meta = read_meta(checkpoint_path(tc.resume))
         ckpt_cfg = ModelConfig.from_dict(resume_meta["model_config"])
         if ckpt_cfg != cfg:
             raise ValueError(f"{tc.resume}: checkpoint was trained with another architecture/grid "
@@ -188,7 +189,7 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
     history: list[dict] = []
     start = 0
     if resume_meta is not None:
-        meta = load_state(_checkpoint_path(tc.resume), model, optimizer, scaler, device)
+        meta = load_state(checkpoint_path(tc.resume), model, optimizer, scaler, device)
         start = int(meta["step"])
         history = meta.get("history", [])
         if start >= total:
