@@ -30,8 +30,6 @@ class Autopilot(QObject):
         self.stage = "wait-core"
 
     def start(self) -> None:
-        if self.self_test and self.win.view is None and not self.win.jobs:
-            self.win.open_sample_core()
         self.timer.start()
 
     def _fail(self, msg: str, code: int = 1) -> None:
@@ -64,6 +62,8 @@ class Autopilot(QObject):
         if self.stage == "wait-core":
             if self.win.stack.currentIndex() == 1 and self.win.view is None:
                 return  # project open, core still loading
+            if self.self_test and self.win.view is None and time.monotonic() - self.idle_since < 3.0:
+                return  # give the sample core a moment to start opening
             if self.self_test:
                 self._run_self_test()
                 return

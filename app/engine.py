@@ -99,6 +99,16 @@ def load_core(path, core: str, run: str, *, progress=no_progress,
     return CoreView(str(path), core, run, rd, order, depth[order], labs, preds, pred, pmeta, sim)
 
 
+def open_project(path, *, progress=no_progress, token: CancelToken | None = None):
+    """(project info, CoreView of the first core's default run or None): one job for opening."""
+    info = project_info(path)
+    for c in info.get("cores", []):
+        runs = [r["run"] for r in c["runs"]]
+        if runs:
+            return info, load_core(path, c["core"], default_run(runs), progress=progress, token=token)
+    return info, None
+
+
 def read_predictions(path, core: str, model_id: str):
     from xrfcore import store
     with store.Project.open(path) as p:
@@ -134,15 +144,13 @@ def sum_range(path, core: str, run: str, lo: float, hi: float, *, progress=no_pr
 
 # ---------------------------------------------------------------------------- lab samples
 def store_labels(path, lab, *, progress=no_progress, token: CancelToken | None = None) -> int:
-    """Write a read lab table into the project (one transaction; replaces older lab samples)."""
-    from xrfcore import store
-    meta = {"source": lab.path, "sha256": lab.sha256, "mapping": lab.mapping,
-            "depth_unit": lab.depth_unit, "fraction": lab.fraction, "simulated": lab.simulated}
+    """Save a read lab table into the project (xrfcore.labels.store_labels: replaces the samples of
+    the cores it names, keeps the others; one transaction)."""
+    from xrfcore import labels
     progress(0, 1, "saving lab samples")
     if token is not None:
         token.raise_if_cancelled()
-    with store.transaction(path, create=False) as p:
-        p.write_labels(lab.samples, meta)
+    labels.store_labels(path, lab)
     progress(1, 1, "saved")
     return len(lab.samples)
 
@@ -238,7 +246,8 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
     reg, card = ft.finetune(
         str(base_model) if base_model else None, match.X, match.samples, groups=match.samples["core"].to_numpy(),
         grid=match.grid, mode=mode, targets=tuple(targets), epochs=int(epochs), device=device,
-        labels_info={"source": meta.get("source"), "sha256": labels.label_hash(match.samples),
+        labels_info={"files": sorted((meta.get("files") or {}).keys()),
+                     "sha256": labels.label_hash(match.samples),
                      "project": str(project)},
         simulated=sim or None, out=str(out_dir), progress=progress, token=token)
     measured = {t: match.samples[t].to_numpy(float) for t in card["targets"]}

@@ -36,7 +36,8 @@ def main(argv=None) -> int:
 
     setup_logging()
     install_excepthook()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing or QApplication(sys.argv[:1])
     app.setApplicationName("xrfcore")
     from app.main_window import MainWindow
 
@@ -48,19 +49,26 @@ def main(argv=None) -> int:
         pass
     win.show()
     win.warm_up()
-    if args.demo:
+    if args.demo or (args.self_test and not args.path):
         QTimer.singleShot(0, win.open_sample_core)
     elif args.path:
         p = Path(args.path)
         QTimer.singleShot(0, lambda: win.open_core_folder(str(p)) if p.is_dir() else win.open_project(str(p)))
 
+    from PySide6.QtCore import QEventLoop
+
+    # our own event loop when a QApplication already runs (embedding, tests): quitting it leaves
+    # the host application's loop alone
+    loop = QEventLoop() if existing is not None else app
     status = {"code": 0}
     if args.screenshot or args.self_test:
         from app.automation import Autopilot
         pilot = Autopilot(win, screenshot=args.screenshot, self_test=args.self_test, timeout_s=args.timeout)
-        pilot.done.connect(lambda code: (status.__setitem__("code", code), app.quit()))
+        pilot.done.connect(lambda code: (status.__setitem__("code", code), loop.quit()))
         pilot.start()
-    rc = app.exec()
+    rc = loop.exec()
+    if existing is not None:
+        win.close()
     return status["code"] if (args.screenshot or args.self_test) else rc
 
 

@@ -341,10 +341,10 @@ class MainWindow(ModelActions, QMainWindow):
 
     def open_project(self, path: str) -> None:
         path = str(Path(path).resolve())
-        self.start_job(engine.project_info, path, name="open", text=f"Opening {Path(path).name}",
-                       on_success=lambda info: self._on_project_info(path, info))
+        self.start_job(engine.open_project, path, name="open", text=f"Opening {Path(path).name}",
+                       on_success=lambda res: self._on_project_info(path, *res))
 
-    def _on_project_info(self, path: str, info: dict) -> None:
+    def _on_project_info(self, path: str, info: dict, view: engine.CoreView | None = None) -> None:
         self.project, self.info = path, info
         self.settings.add_recent(path)
         self.settings.save()
@@ -373,6 +373,8 @@ class MainWindow(ModelActions, QMainWindow):
         self.setWindowTitle(f"xrfcore: {Path(path).name}")
         if first is None:
             self.banner.setText("The project has no spectra yet: import a core folder.")
+        elif view is not None:
+            self.show_core(view)
         else:
             self.load_core(*first)
         self._update_actions()
