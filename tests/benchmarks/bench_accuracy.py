@@ -246,6 +246,16 @@ def main(argv=None):
         p = ood_model.predict_counts(ref[::7], m.grid)
         ood_rows.insert(0, {"test": "label cores (single spectra)", "flagged": float(p["ood_flag"].mean()),
                             "median_score": float(p["ood_score"].median()), "n": len(p)})
+        # deliberately broken spectra: a gain error (energy scale stretched) and a crack (fewer counts)
+        from xrfcore.energy import Grid, resample
+        g = cfg.grid()
+        base_ref = ref[::7][:300].astype(float)
+        for name, A in [("label-core spectra, gain +2 %", resample(base_ref, Grid(g.channels, g.gain_kev * 1.02, g.offset_kev), g)),
+                        ("label-core spectra, gain +0.5 %", resample(base_ref, Grid(g.channels, g.gain_kev * 1.005, g.offset_kev), g)),
+                        ("label-core spectra, counts x0.3 (crack)", rng.poisson(base_ref * 0.3).astype(float))]:
+            p = ood_model.predict_counts(A, m.grid)
+            ood_rows.append({"test": name, "flagged": float(p["ood_flag"].mean()),
+                             "median_score": float(p["ood_score"].median()), "n": len(p)})
     md = render(rows, coverage, ood_rows, dict(quick=quick, n_spec=n_spec, n_cores=len(truth), steps=steps,
                                      label_cores=len(label_cores), pool=len(train_pool), sets=sets,
                                      t_sim=t_sim, t_pre=t_pre, t_all=time.time() - t_all, test_cores=test_cores,
