@@ -295,3 +295,94 @@ def test_batched_writes_give_the_same_project(tmp_path, rng, monkeypatch):
             np.testing.assert_array_equal(ra.counts, rb.counts)
             assert ra.meta["active"].tolist() == rb.meta["active"].tolist()
             assert ra.meta["sha256"].tolist() == rb.meta["sha256"].tolist()
+
+
+def _bad_files(folder: Path, rng) -> None:
+    """A rejected file, a duplicate of another file's content and a file already seen."""
+    d = folder / "Run 1 at  10kV"
+    (d / "broken.spe").write_bytes(b"$ACC_VOLT:\r\n10.0\r\n$DATA:\r\n0 2047\r\n1 2 3\r\n")
+    first = sorted(d.glob("*.spe"))[0]
+    shutil.copyfile(first, d / ("copy of " + first.name))
+
+
+def _same_projects(a_path, b_path, core="C1") -> None:
+    with store.Project.open(a_path) as a, store.Project.open(b_path) as b:
+        assert a.runs(core) == b.runs(core)
+        for run in a.runs(core):
+            ra, rb = a.read_run(core, run, active_only=False), b.read_run(core, run, active_only=False)
+            np.testing.assert_array_equal(ra.counts, rb.counts)
+            for col in ra.meta.columns:
+                assert ra.meta[col].astype(str).tolist() == rb.meta[col].astype(str).tolist(), col
+
+
+def test_worker_pool_gives_the_same_report_and_project(tmp_path, rng, monkeypatch):
+    folder = make_core(tmp_path / "data", rng, positions=range(10, 60, 10))
+    _bad_files(folder, rng)
+    monkeypatch.setattr(importer, "POOL_CHUNK", 3)      # many small chunks, several in flight
+    serial = importer.import_folder(folder, tmp_path / "serial.h5", workers=1)
+    pooled = importer.import_folder(folder, tmp_path / "pooled.h5", workers=2)
+    rows = [(f.path, f.status, f.message, f.core, f.run) for f in serial.files]
+    assert rows == [(f.path, f.status, f.message, f.core, f.run) for f in pooled.files]
+    assert serial.counts["rejected"] == 1 and serial.counts["skipped"] == 1
+    assert serial.written == pooled.written
+    _same_projects(tmp_path / "serial.h5", tmp_path / "pooled.h5")
+    again = importer.import_folder(folder, tmp_path / "pooled.h5", workers=2)   # known content skipped
+    assert again.added == 0 and again.counts["skipped"] == len(again.files) - 1
+
+
+class _NoPool:
+    def __init__(self, *a, **k):
+        raise OSError("no processes here")
+
+
+def _die(*args):
+    os._exit(3)          # a worker killed mid-task: the pool breaks
+
+
+@pytest.mark.parametrize("failure", ["cannot start", "worker dies"])
+def test_worker_pool_failure_falls_back_to_serial(tmp_path, rng, monkeypatch, failure):
+    folder = make_core(tmp_path / "data", rng, positions=range(10, 40, 10))
+    monkeypatch.setattr(importer, "POOL_CHUNK", 2)
+    serial = importer.import_folder(folder, tmp_path / "serial.h5", workers=1)
+    if failure == "cannot start":
+        monkeypatch.setattr(importer, "ProcessPoolExecutor", _NoPool)
+    else:
+        monkeypatch.setattr(importer, "_parse_chunk", _die)
+    pooled = importer.import_folder(folder, tmp_path / "pooled.h5", workers=2)
+    assert [(f.path, f.status) for f in serial.files] == [(f.path, f.status) for f in pooled.files]
+    _same_projects(tmp_path / "serial.h5", tmp_path / "pooled.h5")
+
+
+def test_cancel_with_worker_pool_changes_nothing(tmp_path, rng, monkeypatch):
+    import multiprocessing
+
+    folder = make_core(tmp_path / "data", rng, positions=range(10, 60, 10))
+    monkeypatch.setattr(importer, "POOL_CHUNK", 2)
+    proj = tmp_path / "p.h5"
+    importer.import_folder(make_core(tmp_path / "other", rng, core="X", positions=(10,)), proj)
+    before = digest(proj)
+    token = CancelToken()
+
+    def cancel_midway(done, total, message=""):
+        if done >= 5:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        importer.import_folder(folder, proj, progress=cancel_midway, token=token, workers=2)
+    assert digest(proj) == before
+    assert multiprocessing.active_children() == []           # the workers are gone
+
+
+def test_worker_count_follows_folder_size_idle_cores_and_setting(monkeypatch):
+    monkeypatch.delenv("XRFCORE_IMPORT_WORKERS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert importer._n_workers(100, None) == 1                      # small folder: no pool
+    assert importer._n_workers(5000, None) == importer.POOL_WORKERS
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.9, 3.0, 2.0))   # busy machine: no pool
+    assert importer._n_workers(5000, None) == 1
+    assert importer._n_workers(100, 3) == 3                          # asked for: given
+    assert importer._n_workers(100, 9) == 4                          # at most one per core
+    monkeypatch.setenv("XRFCORE_IMPORT_WORKERS", "1")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert importer._n_workers(5000, None) == 1
