@@ -32,8 +32,9 @@ def test_cli_simulate_to_export(tmp_path, capsys):
     assert "samples matched" in out and "CaCO3: R2" in out and "SIMULATED" in out
     card = json.loads((tmp_path / "ft" / "model.json").read_text())
     assert card["simulated_data"] is True and card["labels"]["matched"] >= 20
-    run("predict", tmp_path / "ft", "-p", proj, "--device", "cpu")
+    run("predict", tmp_path / "ft", "-p", proj, "--device", "cpu", "-o", tmp_path / "preds")
     out = capsys.readouterr().out
+    assert len(list((tmp_path / "preds").glob("*.csv"))) == 2
     cores = [c["core"] for c in __import__("xrfcore.store").store.Project.open(proj).info()["cores"]]
     assert len(cores) == 2 and all(c in out for c in cores)
     csv = tmp_path / "out.csv"

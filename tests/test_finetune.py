@@ -29,7 +29,7 @@ def synthetic(n, seed=0, cores=6):
     return X, y, groups
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_path(tmp_path_factory):
     from xrfcore.model import checkpoint
     from xrfcore.model.mae import MaskedAutoencoderViT
