@@ -49,6 +49,15 @@ def research_mae_shapes():
 
 def test_base_mae_loads_research_state_dict_strictly():
     shapes = research_mae_shapes()
+    # spot checks written out literally (mae_vit_base_patch16_dec512d8b over 2048 channels)
+    literal = {"patch_embed.proj.weight": (768, 1, 16), "patch_embed.proj.bias": (768,),
+               "cls_token": (1, 1, 768), "pos_embed": (1, 129, 768), "decoder_pos_embed": (1, 129, 512),
+               "mask_token": (1, 1, 512), "decoder_pred.weight": (16, 512), "decoder_pred.bias": (16,),
+               "blocks.0.attn.qkv.weight": (2304, 768), "blocks.11.mlp.fc1.weight": (3072, 768),
+               "decoder_embed.weight": (512, 768), "decoder_blocks.7.mlp.fc2.weight": (512, 2048),
+               "norm.weight": (768,), "decoder_norm.bias": (512,)}
+    assert all(shapes[k] == v for k, v in literal.items())
+    assert len(shapes) == (4 + 12 * 12 + 2) + (4 + 8 * 12 + 4)
     g = torch.Generator().manual_seed(0)
     sd = {k: torch.randn(v, generator=g) * 0.02 for k, v in shapes.items()}
     model = MaskedAutoencoderViT(ModelConfig.preset("base"))
