@@ -341,8 +341,19 @@ class MainWindow(ModelActions, QMainWindow):
 
     def open_project(self, path: str) -> None:
         path = str(Path(path).resolve())
+        if self.stack.currentIndex() == 0:
+            # lay out and paint the (empty) workspace while the worker reads the file
+            self.downcore.set_title(f"Opening {Path(path).name}…")
+            self.stack.setCurrentIndex(1)
         self.start_job(engine.open_project, path, name="open", text=f"Opening {Path(path).name}",
-                       on_success=lambda res: self._on_project_info(path, *res))
+                       on_success=lambda res: self._on_project_info(path, *res),
+                       on_failed=self._open_failed)
+
+    def _open_failed(self, message: str) -> None:
+        if self.project is None:
+            self.stack.setCurrentIndex(0)
+        self.downcore.set_title(f"{self.view.core} · {self.view.run}" if self.view else "No core open")
+        self._job_failed("Opening the project", message)
 
     def _on_project_info(self, path: str, info: dict, view: engine.CoreView | None = None) -> None:
         self.project, self.info = path, info

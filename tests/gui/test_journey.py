@@ -273,3 +273,14 @@ def test_drop_folder_or_project_and_settings(window, qtbot, project, sample_core
     d.apply()
     s = Settings.load()
     assert s.device == "cpu" and s.recent_projects == []
+
+
+def test_opening_a_broken_project_shows_a_plain_error(window, qtbot, tmp_path, errors_shown):
+    bad = tmp_path / "broken.h5"
+    bad.write_bytes(b"this is not an HDF5 file")
+    window.open_project(str(bad))
+    qtbot.waitUntil(lambda: bool(errors_shown), timeout=30_000)
+    wait_idle(qtbot, window)
+    title, text = errors_shown[-1]
+    assert "broken.h5" in text and "Traceback" not in text
+    assert window.stack.currentWidget() is window.first and window.project is None
