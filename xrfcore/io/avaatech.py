@@ -53,18 +53,17 @@ class SpeFile:
     def upper(self) -> dict[str, str]:
         """Tags keyed in upper case, values stripped (first spelling wins); built once."""
         if self._index is None:  # tags are not edited after parsing
-            index: dict[str, str] = {}
-            for key, value in self.tags.items():
-                index.setdefault(key.upper(), value.strip())
+            index = dict(zip(map(str.upper, self.tags), map(str.strip, self.tags.values())))
+            if len(index) < len(self.tags):  # two spellings of one tag: the first wins
+                index = {}
+                for key, value in self.tags.items():
+                    index.setdefault(key.upper(), value.strip())
             self._index = index
         return self._index
 
 
-_TAG_NAME = r"[A-Za-z0-9_ .\-]+"
-# One tag: its line (name, inline text) and the value lines up to the next tag line.
-_TAG_BLOCK = re.compile(
-    rf"^[ \t]*\$({_TAG_NAME}):[ \t]*([^\n]*)\n?((?:(?![ \t]*\${_TAG_NAME}:)[^\n]*(?:\n|$))*)",
-    re.M)
+# A tag line: "$NAME:" at the start of a line (spaces or tabs before the "$" allowed).
+_TAG_SPLIT = re.compile(r"^[ \t]*\$([A-Za-z0-9_ .\-]+):", re.M)
 # "$DATA:" alone on its line; CR, LF or CRLF endings (bytes, so the data block is never decoded).
 _DATA_LINE = re.compile(rb"(?:^|[\r\n])[ \t]*\$DATA:[ \t]*(?=[\r\n]|$)", re.I)
 _TAIL_TAG = re.compile(rb"[\r\n][ \t]*\$")
@@ -130,7 +129,7 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
             data = data.decode("utf-16").encode("utf-8")
         except UnicodeError:
             raise ParseError(path, "the file starts like UTF-16 text but cannot be decoded") from None
-    if not data.strip():
+    if not data or data.isspace():
         raise ParseError(path, "the file is empty")
     start, end = _find_data_line(data)
     if _looks_binary(data, start):
@@ -139,30 +138,33 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
         raise ParseError(path, "no '$DATA:' line: this is not an Avaatech spectrum file")
     warnings: list[str] = []
     tags = _parse_header(_text(data[:start]), warnings)
-    rest = data[end:]
-
+    # Indices into data, so the data block is copied once (for the number parse).
+    stop = len(data)
     # The data block ends at EOF or at the next tag line (e.g. a trailing $ROI: block).
-    tail_match = _TAIL_TAG.search(rest) if b"$" in rest else None
+    tail_match = _TAIL_TAG.search(data, end) if data.find(b"$", end) >= 0 else None
     if tail_match is not None:
-        tail = _parse_header(_text(rest[tail_match.start() + 1:]), warnings)
+        tail = _parse_header(_text(data[tail_match.start() + 1:]), warnings)
         for key, value in tail.items():
             tags[key if key not in tags else f"{key}#after-data"] = value
-        rest = rest[: tail_match.start() + 1]
+        stop = tail_match.start() + 1
     # First line after $DATA: is "first last".
-    rest = rest.lstrip(b"\r\n")
-    cut = len(rest)
+    pos = end
+    while pos < stop and data[pos] in b"\r\n":
+        pos += 1
+    cut = stop
     for sep in (b"\n", b"\r"):
-        i = rest.find(sep)
-        if 0 <= i < cut:
+        i = data.find(sep, pos, cut)
+        if i >= 0:
             cut = i
-    range_line, body = rest[:cut], rest[cut + 1:]
+    range_line = data[pos:cut]
     parts = range_line.split()
     if len(parts) == 2 and all(p.lstrip(b"+-").isdigit() for p in parts):
         first, last = int(parts[0]), int(parts[1])
+        body = data[cut + 1:stop]
     else:
         warnings.append("the '$DATA:' block has no 'first last' channel line; assumed 0 2047")
         first, last = 0, DEFAULT_CHANNELS - 1
-        body = rest
+        body = data[pos:stop]
     shown_range = range_line.decode("latin-1").strip()[:40]
     if first < 0 or last < first or last - first + 1 > MAX_CHANNELS:
         raise ParseError(path, f"impossible channel range '{shown_range}' after $DATA:")
@@ -197,20 +199,27 @@ def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
 
     ``text`` has LF line endings. A tag whose value line is missing gets "" (the scanner
     drops empty value lines). Value lines are stripped; a line starting with ``$`` that
-    is not a tag stays part of the value. One regex pass, for speed.
+    is not a tag stays part of the value. One regex split, for speed.
     """
     tags: dict[str, str] = {}
-    first = _TAG_BLOCK.search(text)
-    preamble = (text if first is None else text[: first.start()]).strip()
-    if first is not None:
-        for name, inline, rest in _TAG_BLOCK.findall(text, first.start()):
-            value = rest.strip()
-            inline = inline.strip()
-            if inline:
-                value = inline + "\n" + value if value else inline
-            if "\n" in value:
-                value = "\n".join(x.strip() for x in value.split("\n"))
-            _store(tags, name.strip(), value, warnings)
+    parts = _TAG_SPLIT.split(text)      # [preamble, name, text after "name:", name, ...]
+    preamble = parts[0].strip()
+    for i in range(1, len(parts), 2):
+        rest = parts[i + 1]
+        nl = rest.find("\n")
+        if nl < 0:
+            inline, value = rest.strip(), ""
+        else:
+            inline, value = rest[:nl].strip(), rest[nl + 1:].strip()
+        if inline:
+            value = inline + "\n" + value if value else inline
+        if "\n" in value:
+            value = "\n".join(x.strip() for x in value.split("\n"))
+        name = parts[i].strip()
+        if name in tags:
+            _store(tags, name, value, warnings)
+        else:
+            tags[name] = value
     if preamble:
         tags["_preamble"] = "\n".join(x.strip() for x in preamble.split("\n") if x.strip())
         warnings.append("text before the first tag was kept but not used")
@@ -230,7 +239,7 @@ def _store(tags: dict[str, str], name: str, value: str, warnings: list[str]) -> 
 
 def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
     """Counts as int64 (fast path) or float64 (exact below 2**53; range checked by the caller)."""
-    if not body.strip():
+    if not body or body.isspace():
         return np.zeros(0, dtype=np.float64)
     if not body.translate(None, _DIGITS_SPACE):
         # Only digits and whitespace: plain integers (strtoll saturates, so too-large
@@ -307,10 +316,11 @@ _RUN = re.compile(r"^Run(\d+)$", re.I)
 _REP = re.compile(r"^Rep(\d+)$", re.I)
 _PREFIX = re.compile(r"^(X|Y|DC|CC)$", re.I)
 _SETT_VALUES = {"low", "middle", "high", "mid"}
+_FILTER_F = re.compile(r"F\d", re.I)       # variant C filter field
 
 
 def _strip_extension(name: str) -> tuple[str, str]:
-    base = PurePath(name).name
+    base = name if ("/" not in name and name not in ("", ".")) else PurePath(name).name
     low = base.lower()
     for ext in (".spe", ".axml", ".wax"):
         if low.endswith(ext):
@@ -331,7 +341,11 @@ def split_core_section(token: str) -> tuple[str, str]:
     The section token follows the last ``_``; a trailing word such as ``_Rescan``
     stays with the section.
     """
-    token = token.strip()
+    return _split_core_section(token.strip())
+
+
+@lru_cache(maxsize=4096)   # one token per section: thousands of files share it
+def _split_core_section(token: str) -> tuple[str, str]:
     parts = token.split("_")
     if len(parts) >= 3 and parts[-1].isalpha() and _is_section_token(parts[-2]) and parts[0]:
         return "_".join(parts[:-2]), parts[-2] + "_" + parts[-1]
@@ -421,7 +435,7 @@ def parse_file_name(name: str, *, fast: bool = True) -> dict:
             out["unparsed"].append(tok)
     if prefixed:
         out["variant"] = "D"
-    elif re.fullmatch(r"F\d", out["filter"], re.I):
+    elif _FILTER_F.fullmatch(out["filter"]):
         out["variant"] = "C"
     elif out["kv"] is not None or out["position_mm"] is not None:
         out["variant"] = "B"
@@ -452,7 +466,7 @@ def _parse_bc(m: re.Match, out: dict) -> dict:
         out["replicate"] = int(g["rep"])
     if g["sett"]:
         out["setting"] = f"Sett {g['sett']}"
-    out["variant"] = "C" if re.fullmatch(r"F\d", g["filter"], re.I) else "B"
+    out["variant"] = "C" if _FILTER_F.fullmatch(g["filter"]) else "B"
     return out
 
 
@@ -606,6 +620,24 @@ def _close(a: float | None, b: float | None, tol: float) -> bool:
 def _relative(path, root) -> tuple[str, tuple[str, ...]]:
     """(posix path relative to root, folder names between root and the file)."""
     spath = os.fspath(path)
+    if root is not None:  # a file below root: its folder's part is worked out once per folder
+        sroot = os.fspath(root).rstrip("/\\") or os.sep
+        folder, sep, base = spath.rpartition(os.sep)
+        if sep and spath.startswith(sroot) and spath[len(sroot):len(sroot) + 1] in ("/", os.sep) \
+                and base not in ("", ".", "..") and "/" not in base:
+            prefix, folders = _relative_folder(folder, sroot)
+            return prefix + base, folders
+    return _relative_path(spath, root)
+
+
+@lru_cache(maxsize=1024)
+def _relative_folder(folder: str, sroot: str) -> tuple[str, tuple[str, ...]]:
+    """("<folders>/" or "", folder names) of the files in folder (only for folders below root)."""
+    rel, folders = _relative_path(folder + os.sep + "f", sroot)
+    return rel[:-1], folders
+
+
+def _relative_path(spath: str, root) -> tuple[str, tuple[str, ...]]:
     if root is None:
         rel = os.path.basename(spath)
     else:
@@ -622,6 +654,11 @@ def _relative(path, root) -> tuple[str, tuple[str, ...]]:
     rel = rel.replace(os.sep, "/")
     parts = tuple(p for p in rel.split("/") if p not in ("", "."))
     return "/".join(parts), parts[:-1]
+
+
+@lru_cache(maxsize=64)
+def _root_name(root: str) -> str:
+    return os.path.basename(os.path.abspath(root))
 
 
 @lru_cache(maxsize=1024)
@@ -663,7 +700,8 @@ def read_record(path, root=None, *, core: str | None = None, section_unit: str =
     name = parse_file_name(rel_posix.rsplit("/", 1)[-1])
     if not name["variant"]:
         warnings.append("file name not recognised as an Avaatech spectrum name")
-    root_name = os.path.basename(os.path.abspath(root))
+    root_name = _root_name(os.fspath(root)) if os.path.isabs(root) else \
+        os.path.basename(os.path.abspath(root))
     core_folder, run_folder, run_info, folder_core = _folder_info(folder_parts, root_name)
 
     # Core
