@@ -1,0 +1,151 @@
+"""Reproduce the shipped default foundation model, models/xrfcore-tiny-sim-v1.
+
+    .venv/bin/python packaging/make_default_model.py [--work DIR] [--stage all|simulate|pretrain|ship]
+                                                     [--steps 560] [--threads 2] [--device cpu]
+
+1. simulate: a SIMULATED archive, 60,000 spectra from 6 scanner heads (avaatech-a/b/c + 3
+   domain-randomised heads), 120 cores of 500 spectra, every site type (pelagic carbonate,
+   hemipelagic, siliceous upwelling, mixed), seed 2026:
+       xrfcore simulate-archive -p DIR/archive.h5 --spectra 60000 --heads 6 --seed 2026
+2. pretrain: the tiny masked autoencoder on the 0-10.24 keV window, six whole cores (one per head)
+   held out for the reconstruction loss (the command is PRETRAIN below; on a GPU use --device cuda,
+   under torchrun it runs unchanged, see the model card).
+3. ship: DIR/run/model.* -> models/xrfcore-tiny-sim-v1.safetensors + .json, the card completed
+   with the archive's hash and the commands above. The markdown card (models/*.md) is written by hand
+   from these numbers and the benchmark (packaging/bench_default_model.py).
+
+Floating-point results differ slightly between CPUs, thread counts and torch builds, so a rerun
+gives a model of the same quality, not the same bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "xrfcore-tiny-sim-v1"
+SEED_ARCHIVE = 2026
+VAL_CORES = ["SIMA0020-1", "SIMA0040-1", "SIMA0060-1", "SIMA0080-1", "SIMA0100-1", "SIMA0120-1"]
+
+
+def simulate_cmd(work: Path) -> list[str]:
+    return ["xrfcore", "simulate-archive", "-p", str(work / "archive.h5"), "--spectra", "60000",
+            "--heads", "6", "--seed", str(SEED_ARCHIVE)]
+
+
+def pretrain_cmd(work: Path, steps: int, threads: int, device: str) -> list[str]:
+    return ["xrfcore", "pretrain", "-p", str(work / "archive.h5"), "-o", str(work / "run"),
+            "--size", "tiny", "--window-channels", "512", "--steps", str(steps), "--batch-size", "64",
+            "--lr", "1e-3", "--mask-ratio", "0.5", "--transform", "zscore", "--seed", "0",
+            "--threads", str(threads), "--device", device, "--checkpoint-every", "40", "--log-every", "10",
+            "--val-cores", *VAL_CORES]
+
+
+def sh(cmd: list[str]) -> None:
+    exe = Path(sys.executable).with_name(cmd[0])
+    cmd = [str(exe) if exe.exists() else cmd[0]] + cmd[1:]
+    print("+ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def archive_summary(path: Path) -> dict:
+    """Spectra and cores of the archive, read from the project (no torch)."""
+    from xrfcore.store import Project
+
+    n, cores = 0, 0
+    with Project.open(path) as p:
+        for core in p.cores():
+            cores += 1
+            for run in p.runs(core):
+                n += len(p.read_run(core, run))
+    return {"spectra": n, "cores": cores}
+
+
+def ship(work: Path, steps: int, threads: int, device: str, hardware_note: str, out: Path) -> Path:
+    from xrfcore.model import checkpoint
+
+    run = work / "run"
+    _, card = checkpoint.load(run / "model")  # weights checked against their card
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{NAME}.safetensors"
+    tmp = weights.with_suffix(".tmp")
+    shutil.copyfile(run / "model.safetensors", tmp)
+    os.replace(tmp, weights)
+    assert sha256(weights) == card["weights_sha256"]
+    archive = work / "archive.h5"
+    card["name"] = NAME
+    card["weights_file"] = weights.name
+    card["description"] = ("Default xrfcore foundation model: a tiny masked-autoencoder ViT pretrained by masked "
+                           "spectrum modeling on SIMULATED Avaatech 10 kV spectra (0-10.24 keV). It has never "
+                           "seen a real spectrum. Fine-tune it on your own labelled samples; pretrain on your "
+                           f"own archive for a real foundation model. Card for people: {NAME}.md")
+    card["data"]["project"] = "archive.h5 (simulated; see data.archive)"
+    card["data"]["archive"] = {
+        "command": " ".join(["xrfcore"] + simulate_cmd(Path("."))[1:]),
+        "file": "archive.h5", "file_sha256": sha256(archive), **archive_summary(archive),
+        "heads": ["avaatech-a", "avaatech-b", "avaatech-c", "sim-head-04", "sim-head-05", "sim-head-06"],
+        "site_types": ["pelagic carbonate", "hemipelagic", "siliceous upwelling", "mixed"],
+        "seed": SEED_ARCHIVE,
+    }
+    card["reproduce"] = {
+        "script": f"packaging/make_default_model.py --steps {steps} --threads {threads} --device {device}",
+        "simulate": " ".join(simulate_cmd(Path("scratch/pretrain"))),
+        "pretrain": " ".join(pretrain_cmd(Path("scratch/pretrain"), steps, threads, device)),
+        "benchmark": "packaging/bench_default_model.py (tests/benchmarks/bench_accuracy.py --quick with this model)",
+    }
+    card["hardware"] = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": threads,
+                        "device": card["training"]["device"], "note": hardware_note}
+    checkpoint.write_json(out / f"{NAME}.json", card)
+    checkpoint.load(out / NAME)  # the shipped pair loads and its hash matches
+    print(f"shipped {weights} ({weights.stat().st_size / 2**20:.1f} MiB), id {card['id']}")
+    return weights
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(REPO / "scratch" / "pretrain"))
+    ap.add_argument("--stage", default="all", choices=("all", "simulate", "pretrain", "ship"))
+    ap.add_argument("--steps", type=int, default=560)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--hardware-note", default="")
+    ap.add_argument("--models", default=str(REPO / "models"), help="where to ship it (default models/)")
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if a.stage in ("all", "simulate") and not (work / "archive.h5").exists():
+        sh(simulate_cmd(work))
+    if a.stage in ("all", "pretrain"):
+        sh(pretrain_cmd(work, a.steps, a.threads, a.device))
+    if a.stage in ("all", "ship"):
+        ship(work, a.steps, a.threads, a.device, a.hardware_note, Path(a.models))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
