@@ -284,3 +284,23 @@ def test_opening_a_broken_project_shows_a_plain_error(window, qtbot, tmp_path, e
     title, text = errors_shown[-1]
     assert "broken.h5" in text and "Traceback" not in text
     assert window.stack.currentWidget() is window.first and window.project is None
+
+
+def test_cancelled_finetune_saves_no_model(qtbot, project, lab_csv, tiny_mae, errors_shown):
+    from app import engine
+    from app.dialogs.finetune_dialog import FinetuneDialog
+    from app.settings import models_dir
+    from xrfcore import labels
+    engine.store_labels(project, labels.read_lab_csv(lab_csv))
+    d = FinetuneDialog(str(project), device="cpu", base_model=str(tiny_mae), cuda=False)
+    qtbot.addWidget(d)
+    d.full.setChecked(True)
+    d.epochs.setValue(50)
+    d.start()
+    qtbot.waitUntil(lambda: d.status.text() != "Fine-tuning…" or d.outcome != "", timeout=60_000)  # first progress
+    d.cancel()
+    qtbot.waitUntil(lambda: d.outcome != "", timeout=60_000)
+    d.job.wait()
+    assert d.outcome == "cancelled" and d.result is None
+    assert "no model was saved" in d.status.text()
+    assert not list(models_dir().rglob("model.json")) and not errors_shown
