@@ -5,8 +5,6 @@ signature ``f(..., progress, token)`` so it runs in a JobThread.
 """
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,29 +13,17 @@ import pandas as pd
 
 from xrfcore.jobs import CancelToken, no_progress
 
-SIMULATED_MARK = "SIMULATED"
-
 
 # ---------------------------------------------------------------------------- locations
 def resources_dir() -> Path | None:
-    """The bundled resources folder: repository checkout, installed data, or $XRFCORE_RESOURCES."""
-    cands = []
-    if os.environ.get("XRFCORE_RESOURCES"):
-        cands.append(Path(os.environ["XRFCORE_RESOURCES"]))
-    import xrfcore
-    pkg = Path(xrfcore.__file__).resolve().parent
-    cands += [pkg / "resources", pkg.parent / "resources", Path(sys.prefix) / "share" / "xrfcore" / "resources"]
-    if getattr(sys, "frozen", False):
-        cands.append(Path(getattr(sys, "_MEIPASS", "")) / "resources")
-    for c in cands:
-        if (c / "sample_core").is_dir():
-            return c
-    return None
+    """The bundled resources folder (repository, wheel or app bundle; $XRFCORE_RESOURCES)."""
+    from xrfcore import _paths
+    return _paths.resources_dir()
 
 
 def sample_core_folder() -> Path | None:
-    r = resources_dir()
-    return r / "sample_core" if r else None
+    from xrfcore import _paths
+    return _paths.sample_core_dir()
 
 
 def sample_labels_file(folder: Path) -> Path | None:
@@ -170,39 +156,25 @@ def import_with_labels(folder, project, *, labels_csv=None, section_unit="auto",
 
 
 # ---------------------------------------------------------------------------- models
-def model_dirs() -> list[Path]:
-    """Where models are looked for (as xrfcore.model.checkpoint.model_search_dirs, without importing
-    torch in the GUI thread): the shipped ``models/`` first, then the user's models folder."""
-    from app.settings import models_dir
-    import xrfcore
-    pkg = Path(xrfcore.__file__).resolve().parent
-    out = [c for c in (pkg.parent / "models", pkg / "models", Path(sys.prefix) / "share" / "xrfcore" / "models")
-           if c.is_dir()]
-    return out + [models_dir()]
-
-
 def find_models(kind: str | None = None) -> list[tuple[Path, dict]]:
-    """(card path, card) of every saved model under the model folders; kind 'mae' or 'regressor'."""
-    import json
-    found = []
-    for d in model_dirs():
-        for card_path in sorted(d.rglob("*.json")):
-            try:
-                card = json.loads(card_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if not isinstance(card, dict) or card.get("format") != "xrfcore-model":
-                continue
-            if card_path.stem == "base_mae":
-                continue  # the copy of a base model kept inside a fine-tuned model's folder
-            if card_path.with_suffix(".safetensors").exists() and (kind is None or card.get("kind") == kind):
-                found.append((card_path, card))
-    return found
+    """(card path, card) of the installed models (xrfcore.models_registry: shipped first, then the
+    user's folder; cards only, no torch); kind 'mae' (foundation) or 'regressor'."""
+    from xrfcore import models_registry
+    return [(Path(e["card_path"]), e) for e in models_registry.list_models(kind=kind) if "error" not in e]
+
+
+def default_foundation_model() -> str:
+    """Stem path of the default foundation model ('' when none is installed)."""
+    from xrfcore import models_registry
+    p = models_registry.default_model("mae")
+    return str(Path(p).with_suffix("")) if p is not None else ""
 
 
 def describe_model(card_path: Path, card: dict) -> str:
     sim = ", SIMULATED training data" if card.get("simulated_data") else ""
-    return f"{card.get('id', card_path.stem)} ({card.get('kind', '?')}{sim})  {card_path.parent}"
+    name = card.get("name") or card.get("id", card_path.stem)
+    src = f"{card['source']}: " if card.get("source") else ""
+    return f"{name} ({card.get('kind', '?')}{sim})  {src}{card_path.parent}"
 
 
 def warm_up(*, progress=no_progress, token=None) -> dict:

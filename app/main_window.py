@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QSplitter,
@@ -21,7 +21,7 @@ from app.views.downcore_view import DowncoreView
 from app.views.reconstruction_view import ReconstructionView
 from app.views.spectrum_view import SpectrumView
 from app.views.training_view import TrainingView
-from app.workers import JobThread, call_job
+from app.workers import JobThread
 
 log = logging.getLogger("xrfcore.app.main")
 TRACES = [("Ca", "Fe"), ("Ca", "Ti"), ("Fe", "Ti"), ("Si", "Al"), ("K", "Ti")]

@@ -22,8 +22,7 @@ class ModelActions:
         """The foundation (masked autoencoder) model: setting, else the first one found."""
         if self.settings.default_model:
             return self.settings.default_model
-        found = engine.find_models("mae")
-        return str(found[0][0].with_suffix("")) if found else ""
+        return engine.default_foundation_model()
 
     def recon_model(self) -> str:
         """The masked autoencoder used for reconstructions: the fine-tuned model's base, else the base."""
