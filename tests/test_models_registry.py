@@ -186,3 +186,42 @@ def test_shipped_default_model_loads_and_is_honest(monkeypatch):
     assert card["metrics"]["val_loss"] is not None
     text = reg.card_text(SHIPPED)
     assert text and "simulated" in text.lower() and "never seen a real spectrum" in text
+
+
+# ---------------------------------------------------------------------------- `xrfcore models`
+def models_cli(argv):
+    import argparse
+
+    from xrfcore import cli_models
+
+    ap = argparse.ArgumentParser()
+    cli_models.add_arguments(ap)
+    args = ap.parse_args(argv)
+    return cli_models.cmd_models(args)
+
+
+def test_models_cli_lists_shows_cards_and_imports(home, tmp_path, capsys):
+    assert models_cli([]) == 0
+    assert "no models found" in capsys.readouterr().out
+    torch.manual_seed(0)
+    src = tmp_path / "research.ckpt"
+    torch.save({"state_dict": MaskedAutoencoderViT(ModelConfig.preset("tiny", window_channels=256)).state_dict()}, src)
+    assert models_cli(["--import", str(src), "--name", "paper"]) == 0
+    assert "imported" in capsys.readouterr().out
+    save_mae(home / "shipped" / reg.DEFAULT_MODEL, simulated_data=True)
+    (home / "shipped" / f"{reg.DEFAULT_MODEL}.md").write_text("# The card\nnever seen a real spectrum\n")
+    assert models_cli([]) == 0
+    out = capsys.readouterr().out
+    assert f"{reg.DEFAULT_MODEL}" in out and "(default)" in out and "[shipped]" in out
+    assert "paper" in out and "real data" in out and "SIMULATED data" in out
+    assert models_cli(["--card", "default"]) == 0
+    assert capsys.readouterr().out.startswith("# The card")
+    assert models_cli(["--card", "paper"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "paper"  # no markdown card: the JSON one
+    from xrfcore.cli import UserError
+    with pytest.raises(UserError, match="--force"):
+        models_cli(["--import", str(src), "--name", "paper"])
+    with pytest.raises(UserError, match="no model named"):
+        models_cli(["--card", "nope"])
+    assert models_cli(["--json", "--kind", "mae"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
