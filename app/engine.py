@@ -51,10 +51,17 @@ class CoreView:
 
 
 def project_info(path, *, progress=no_progress, token: CancelToken | None = None) -> dict:
+    """Cores, runs (with spectrum counts) and stored predictions: what the project tree shows.
+    Cheaper than Project.info(), which also summarises every metadata column."""
     from xrfcore import store
+    info: dict = {"path": str(path), "cores": [], "runs": {}}
     with store.Project.open(path) as p:
-        info = p.info()
-        info["runs"] = {c: p.runs(c) for c in p.cores()}
+        for core in p.cores():
+            runs = p.runs(core)
+            info["runs"][core] = runs
+            rows = [{"run": r, "spectra": p.n_spectra(core, r)} for r in runs]
+            info["cores"].append({"core": core, "runs": rows, "spectra": sum(r["spectra"] for r in rows),
+                                  "predictions": p.predictions(core)})
     return info
 
 

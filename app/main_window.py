@@ -366,11 +366,11 @@ class MainWindow(ModelActions, QMainWindow):
         self.tree.addTopLevelItem(root)
         first = None
         for c in info.get("cores", []):
-            citem = QTreeWidgetItem([f"{c['core']}  ({c['active']} spectra)"])
+            citem = QTreeWidgetItem([f"{c['core']}  ({c['spectra']} spectra)"])
             citem.setData(0, Qt.UserRole, (c["core"], None))
             root.addChild(citem)
             for r in c["runs"]:
-                ritem = QTreeWidgetItem([f"{r['run']}  ({r['active']})"])
+                ritem = QTreeWidgetItem([f"{r['run']}  ({r['spectra']})"])
                 ritem.setData(0, Qt.UserRole, (c["core"], r["run"]))
                 citem.addChild(ritem)
             for mid in c.get("predictions", []):

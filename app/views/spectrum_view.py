@@ -90,8 +90,11 @@ class SpectrumView(QWidget):
     # ---- data -------------------------------------------------------------------------------
     def set_energies(self, energies: np.ndarray, max_kev: float | None = None) -> None:
         """max_kev: right end of the view (e.g. tube kV + 1: nothing above it but pile-up)."""
-        self.energies = np.asarray(energies, dtype=float)
-        self._draw_markers()
+        energies = np.asarray(energies, dtype=float)
+        same = energies.shape == self.energies.shape and np.array_equal(energies, self.energies)
+        self.energies = energies
+        if not same or not self._markers:
+            self._draw_markers()   # rebuilding the line markers is the slow part of opening a core
         if len(self.energies):
             hi = float(self.energies[-1]) if max_kev is None else min(float(self.energies[-1]), max_kev)
             self.plot.setXRange(max(0.0, float(self.energies[0])), hi, padding=0.01)
