@@ -132,3 +132,10 @@ def test_store_labels_merges_by_core(tmp_path):
         df = p.labels()
         assert sorted(zip(df.core, df.CaCO3)) == [("A", 10), ("B", 30), ("C", 40)]
         assert set(p.labels_meta()["files"]) == {"a.csv", "b.csv"}
+
+
+def test_semicolon_decimal_comma(tmp_path):
+    p = write(tmp_path, "Core;Depth (cm);CaCO3 (wt%);TOC (%)\nA;12,5;45,25;0,8\nA;13;50;1\n")
+    t = labels.read_lab_csv(p)
+    assert t.samples.depth_mm.tolist() == [125.0, 130.0]
+    assert t.samples.CaCO3.tolist() == [45.25, 50.0] and t.samples.TOC.tolist() == [0.8, 1.0]

@@ -119,7 +119,9 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     simulated = any("simulated" in ln.lower() for ln in comments)
     sep = ";" if text.count(";") > text.count(",") else ","
     try:
-        df = pd.read_csv(io.StringIO(text), comment="#", sep=sep, skip_blank_lines=True)
+        # a semicolon table with numbers like "12,5" is the European spreadsheet export
+        decimal = "," if sep == ";" and re.search(r"(^|;)\s*-?\d+,\d+\s*(;|$)", text, re.M) else "."
+        df = pd.read_csv(io.StringIO(text), comment="#", sep=sep, decimal=decimal, skip_blank_lines=True)
     except Exception as exc:  # pandas raises several kinds for malformed text
         raise ValueError(f"{path}: not a readable CSV table ({exc})") from None
     if df.empty:
