@@ -113,11 +113,13 @@ def main(argv=None):
     ap.add_argument("--out", help="markdown file for the table (default: tests/benchmarks/results/)")
     ap.add_argument("--steps", type=int, help="pretraining steps (default 600 quick / 6000 full)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--core-spectra", type=int, help="spectra per simulated core (quick 150, full 560)")
     ap.add_argument("--keep", help="keep the project and models in this folder")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     quick = a.quick
     n_cores, core_spectra = (30, 150) if quick else (36, 560)
+    core_spectra = a.core_spectra or core_spectra
     n_label_cores = 20
     budgets = [10, 50, 100, 500, "all"]
     steps = a.steps or (300 if quick else 6000)
