@@ -1,9 +1,8 @@
-"""`xrfcore pretrain | reconstruct | models` (see xrfcore/cli.py).
+"""`xrfcore pretrain | reconstruct` (+ `models` from cli_models.py) (see xrfcore/cli.py).
 
 `xrfcore pretrain` runs unchanged under `torchrun --nproc_per_node=N` (DDP; rank 0 writes)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -51,10 +50,14 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", help="CSV file: channel, energy, measured, hidden, reconstruction, error")
     p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("models", help="list installed models (models/ and the user data folder)")
-    p.add_argument("--dir", action="append", default=[], help="also look in this folder")
-    p.add_argument("--json", action="store_true", help="print the cards as JSON")
-    p.set_defaults(func=cmd_models)
+    # `xrfcore models` lives in cli_models.py (the model registry); registered from here until the
+    # dispatcher lists that module itself (argparse refuses two parsers of one name)
+    from xrfcore import cli as _cli
+
+    if "xrfcore.cli_models" not in _cli.AREAS:
+        from xrfcore import cli_models
+
+        cli_models.register(sub)
 
 
 def _rank() -> int:
@@ -190,36 +193,4 @@ def cmd_reconstruct(args) -> int:
         print(f"wrote {args.out}")
     else:
         print("\n".join(head))
-    return 0
-
-
-def model_dirs(extra=()) -> list[Path]:
-    """Shipped models/ (next to the package), the user data folder's models/, then ``extra``."""
-    from xrfcore.model.checkpoint import model_search_dirs
-
-    return model_search_dirs(extra)
-
-
-def cmd_models(args) -> int:
-    from xrfcore.model.checkpoint import list_models
-
-    found = list_models(args.dir)
-    if args.json:
-        print(json.dumps(found, indent=2, default=str))
-        return 0
-    if not found:
-        print("no models found in: " + ", ".join(str(d) for d in model_dirs(args.dir)))
-        return 0
-    for c in found:
-        if "error" in c:
-            print(f"{c['path']}: unreadable card ({c['error']})")
-            continue
-        cfg = c.get("config", {})
-        width = cfg.get("window_channels") or cfg.get("channels", 0) - cfg.get("window_start", 0)
-        sim = {True: "SIMULATED data", False: "real data"}.get(c.get("simulated_data"), "data not stated")
-        val = (c.get("metrics") or {}).get("val_loss")
-        print(f"{c.get('id', '?'):32s} {c.get('kind', '?'):9s} {cfg.get('size', '?'):6s} "
-              f"{width:5d} ch  "
-              f"{sim}  {c.get('created', '')}  {'val ' + format(val, '.4f') if val is not None else ''}\n"
-              f"    {c['path']}")
     return 0

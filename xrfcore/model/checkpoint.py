@@ -261,36 +261,3 @@ def load_research_model(path, kind: str = "auto", **cfg_overrides):
             "source": {"research_state_dict": str(path), "sha256": sha256_file(path)},
             "simulated_data": False, "notes": "published research weights; grid assumed 20 eV/channel"}
     return model.eval(), card
-
-
-# -- installed models ---------------------------------------------------------------------------
-def model_search_dirs(extra=()) -> list[Path]:
-    """Shipped ``models/`` (repository root), the user's data folder ``models/`` (``XRFCORE_HOME``
-    overrides it, as in the app's settings), then ``extra`` folders."""
-    dirs = [Path(__file__).resolve().parents[2] / "models"]
-    home = os.environ.get("XRFCORE_HOME")
-    if home:
-        dirs.append(Path(home) / "data" / "models")
-    else:
-        import platformdirs
-
-        dirs.append(Path(platformdirs.user_data_dir("xrfcore", appauthor=False)) / "models")
-    return dirs + [Path(d) for d in extra]
-
-
-def list_models(extra=()) -> list[dict]:
-    """Cards (plus 'path') of every model found (``*.json`` with a ``.safetensors`` beside it)."""
-    found = []
-    for d in model_search_dirs(extra):
-        if not d.is_dir():
-            continue
-        for card_path in sorted(d.rglob("*.json")):
-            if not card_path.with_suffix(".safetensors").exists():
-                continue
-            try:
-                card = load_card(card_path)
-            except (ValueError, OSError) as exc:
-                card = {"error": str(exc)}
-            card["path"] = str(card_path.with_suffix(".safetensors"))
-            found.append(card)
-    return found
