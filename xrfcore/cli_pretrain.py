@@ -1,4 +1,4 @@
-"""`xrfcore pretrain | reconstruct` (+ `models` from cli_models.py) (see xrfcore/cli.py).
+"""`xrfcore pretrain | reconstruct` (see xrfcore/cli.py).
 
 `xrfcore pretrain` runs unchanged under `torchrun --nproc_per_node=N` (DDP; rank 0 writes)."""
 from __future__ import annotations
@@ -49,15 +49,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", help="CSV file: channel, energy, measured, hidden, reconstruction, error")
     p.set_defaults(func=cmd_reconstruct)
-
-    # `xrfcore models` lives in cli_models.py (the model registry); registered from here until the
-    # dispatcher lists that module itself (argparse refuses two parsers of one name)
-    from xrfcore import cli as _cli
-
-    if "xrfcore.cli_models" not in _cli.AREAS:
-        from xrfcore import cli_models
-
-        cli_models.register(sub)
 
 
 def _rank() -> int:
