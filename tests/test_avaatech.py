@@ -465,3 +465,20 @@ def test_record_from_given_bytes(tmp_path):
         assert np.array_equal(a.counts, b.counts)
         assert {k: v for k, v in vars(a).items() if k != "counts"} == \
                {k: v for k, v in vars(b).items() if k != "counts"}
+
+
+_HEADER_LINES = ["$A:", "$ACC_VOLT:", "$X_Position:", " $B C:", "\t$X.Y-1:", "$:", "$A: inline", "10.0",
+                 "  39133", "   0.0 ", "04-16-2019 09:00:00", "", " ", "$notatag", "a $b:", "x\t", "ü",
+                 "\xa0x\xa0", "\x0b", "#1", "~ "]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_HEADER_LINES), max_size=12), st.sampled_from(["", "\n", "\n\n"]))
+def test_header_fast_path_matches_general_parser(lines, end):
+    """The one-pass parse of the usual header gives what the general parser gives."""
+    from xrfcore.io.avaatech import _parse_header, _parse_header_general
+
+    text = "\n".join(lines) + end
+    w1, w2 = [], []
+    fast, general = _parse_header(text, w1), _parse_header_general(text, w2)
+    assert fast == general and list(fast) == list(general) and w1 == w2

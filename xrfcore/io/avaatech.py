@@ -64,6 +64,10 @@ class SpeFile:
 
 # A tag line: "$NAME:" at the start of a line (spaces or tabs before the "$" allowed).
 _TAG_SPLIT = re.compile(r"^[ \t]*\$([A-Za-z0-9_ .\-]+):", re.M)
+# The usual header, parsed in one pass: "$NAME:" lines (no spaces in NAME, nothing after the
+# colon), each followed by at most one printable ASCII value line that does not start with "$"
+# (spaces around the value are dropped, as the general parser strips them).
+_SIMPLE_TAG = re.compile(r"\$([A-Za-z0-9_.\-]+):\n(?:[ \t]*([!-#%-~](?:[ -~]*[!-~])?)[ \t]*\n)?")
 # "$DATA:" alone on its line; CR, LF or CRLF endings (bytes, so the data block is never decoded).
 _DATA_LINE = re.compile(rb"(?:^|[\r\n])[ \t]*\$DATA:[ \t]*(?=[\r\n]|$)", re.I)
 _TAIL_TAG = re.compile(rb"[\r\n][ \t]*\$")
@@ -201,6 +205,18 @@ def _parse_header(text: str, warnings: list[str]) -> dict[str, str]:
     drops empty value lines). Value lines are stripped; a line starting with ``$`` that
     is not a tag stays part of the value. One regex split, for speed.
     """
+    # The usual layout in one C pass: [gap, name, value, gap, name, value, ..., gap]; it
+    # applies when no gap is left (the whole text is simple tags) and no tag repeats.
+    parts = _SIMPLE_TAG.split(text)
+    if not any(parts[0::3]):
+        tags = dict(zip(parts[1::3], [v or "" for v in parts[2::3]]))
+        if 3 * len(tags) + 1 == len(parts):
+            return tags
+    return _parse_header_general(text, warnings)
+
+
+def _parse_header_general(text: str, warnings: list[str]) -> dict[str, str]:
+    """Any header: multi-line values, text after the colon, repeated tags, a preamble."""
     tags: dict[str, str] = {}
     parts = _TAG_SPLIT.split(text)      # [preamble, name, text after "name:", name, ...]
     preamble = parts[0].strip()
@@ -269,13 +285,16 @@ def _parse_counts(body: bytes, path: str, first: int) -> np.ndarray:
 def _num(text: str | None) -> float | None:
     if text is None:
         return None
-    t = text.strip().replace(",", ".")
-    if not t:
-        return None
-    try:
-        value = float(t)
+    try:  # the usual case; float() ignores surrounding whitespace as str.strip() does
+        value = float(text)
     except ValueError:
-        return None
+        t = text.strip().replace(",", ".")
+        if not t:
+            return None
+        try:
+            value = float(t)
+        except ValueError:
+            return None
     return value if math.isfinite(value) else None
 
 
