@@ -221,14 +221,16 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nsummary ({args.files} files, min of {args.repeats}; CPU = all processes of the import):")
-    print("  per line | naive ms | ceiling ms | import ms (1 proc) | import ms (pool) | "
-          "vs naive: CPU 1 proc / wall pool | vs ceiling: CPU 1 proc / wall 1 proc / wall pool | load")
+    print("  per line | naive | ceiling | import, 1 process | import, workers | 1 process vs naive "
+          "| 1 process vs ceiling | workers vs ceiling | load")
+    print("           | ms CPU| ms CPU  | ms CPU / ms wall  | ms CPU / ms wall| CPU / wall (>= 20 x) "
+          "| CPU / wall (>= 50 %)  | wall             |")
     for r in results:
         a, b, c, p = r["naive"], r["ceiling"], r["serial"], r["pool"]
-        print(f"  {r['per_line']:8d} | {1e3 * a[1]:8.3f} | {1e3 * b[1]:10.3f} | "
-              f"{1e3 * c[1]:7.3f} CPU {1e3 * c[0]:6.3f} wall | {1e3 * p[1]:6.3f} CPU {1e3 * p[0]:6.3f} wall | "
-              f"{a[1] / c[1]:5.1f} x / {a[0] / p[0]:5.1f} x | "
-              f"{100 * b[1] / c[1]:5.1f} % / {100 * b[0] / c[0]:5.1f} % / {100 * b[0] / p[0]:5.1f} % | "
+        print(f"  {r['per_line']:8d} | {1e3 * a[1]:5.2f} | {1e3 * b[1]:7.3f} | "
+              f"{1e3 * c[1]:6.3f} / {1e3 * c[0]:6.3f}  | {1e3 * p[1]:6.3f} / {1e3 * p[0]:6.3f}| "
+              f"{a[1] / c[1]:5.1f} x / {a[0] / c[0]:5.1f} x   | "
+              f"{100 * b[1] / c[1]:5.1f} % / {100 * b[0] / c[0]:5.1f} %    | {100 * b[0] / p[0]:5.1f} %          | "
               f"{r['load_before']:.1f}-{r['load_after']:.1f}")
     return 0
 
