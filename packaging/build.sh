@@ -53,12 +53,14 @@ fi
 WHEEL=$(ls "$ROOT"/wheel/xrfcore-*.whl)
 "$VPY" -m pip install -q --force-reinstall --no-deps "$WHEEL"
 "$VPY" -m pip install -q "$WHEEL" "$PYI_SPEC"
-"$VPY" - <<'PY'
+(cd "$ROOT" && "$VPY" - <<'PY'
+# from outside the checkout, so the installed package is the one imported
 from xrfcore import _paths, models_registry
 assert _paths.sample_core_dir() is not None, "the wheel lacks resources/sample_core"
 assert models_registry.default_model() is not None, "the wheel lacks the default model"
 print("wheel ok: default model", models_registry.default_model())
 PY
+)
 
 if [ ! -f "$REPO/packaging/xrfcore.png" ]; then
     QT_QPA_PLATFORM=offscreen "$VPY" "$REPO/packaging/make_icon.py" "$REPO/packaging/xrfcore.png"
