@@ -53,5 +53,39 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                "-o", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert rc == 2 and "lab.csv" in err and "depth unit" in err and len(err.strip().splitlines()) == 1
-    rc = main(["finetune", "-p", "p.h5", "--labels", str(bad), "-o", "m"])
-    assert rc == 2 and "--model" in capsys.readouterr().err
+
+
+def test_cli_finetune_without_any_model_installed(tmp_path, capsys, monkeypatch):
+    from xrfcore import models_registry
+
+    monkeypatch.setattr(models_registry, "shipped_models_dir", lambda: None)
+    monkeypatch.setenv("XRFCORE_HOME", str(tmp_path / "home"))
+    lab = tmp_path / "lab.csv"
+    lab.write_text("core,depth_mm,CaCO3\nA,1,2\n")
+    rc = main(["finetune", "-p", "p.h5", "--labels", str(lab), "-o", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no pretrained model is installed" in err and "--mode scratch" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_finetune_uses_the_default_model(tmp_path, capsys):
+    """Sample core -> fine-tune without --model (the shipped foundation model) -> predict."""
+    from xrfcore import models_registry
+    from xrfcore._paths import sample_core_dir
+
+    default = models_registry.default_model()
+    if default is None:
+        pytest.skip("no foundation model installed")
+    sample = sample_core_dir()
+    lab = sorted(sample.rglob("*_lab_samples.csv"))[0]
+    proj = tmp_path / "s.h5"
+    run("import", sample, "-p", proj)
+    capsys.readouterr()
+    run("finetune", "-p", proj, "--labels", lab, "--device", "cpu", "-o", tmp_path / "ft")
+    out = capsys.readouterr().out
+    assert f"pretrained model: {default}" in out and "default foundation model" in out
+    card = json.loads((tmp_path / "ft" / "model.json").read_text())
+    assert card["base_model"]["path"] == str(default.with_suffix(""))
+    run("predict", tmp_path / "ft", "-p", proj, "--device", "cpu", "-o", tmp_path / "p.csv")
+    df = pd.read_csv(tmp_path / "p.csv", comment="#")
+    assert len(df) > 100 and df.CaCO3.notna().all()

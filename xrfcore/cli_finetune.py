@@ -11,7 +11,9 @@ def register(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on lab samples (CaCO3, TOC)")
     p.add_argument("-p", "--project", required=True, help="project file (.h5)")
     p.add_argument("--labels", required=True, help="lab samples CSV (core, depth interval or mid-depth, CaCO3, TOC)")
-    p.add_argument("--model", help="pretrained model (.safetensors/.json or folder); not needed for --mode scratch")
+    p.add_argument("--model", help="pretrained model: a path (.safetensors/.json or folder) or an installed model's "
+                   "name (`xrfcore models`); default: the shipped foundation model; not used by --mode scratch "
+                   "unless given")
     p.add_argument("--mode", choices=("head", "full", "scratch"), default="head")
     p.add_argument("--targets", default="CaCO3,TOC", help="comma-separated: CaCO3, TOC or both")
     p.add_argument("--val", choices=("cores", "random"), default="cores", help="validation by whole cores or random split")
@@ -71,9 +73,6 @@ def cmd_finetune(args) -> int:
     from xrfcore.cli import UserError, progress_bar
     from xrfcore.train.finetune import finetune_project
 
-    if args.mode != "scratch" and not args.model:
-        raise UserError(f"--mode {args.mode} needs a pretrained model (--model); "
-                        "train one with `xrfcore pretrain`, or use --mode scratch")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     extra = {}
     if args.lr is not None:
@@ -81,10 +80,19 @@ def cmd_finetune(args) -> int:
     mapping = _mapping(args.map, args.core)
     # read first so a bad file fails with its own message before anything heavy starts
     lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core)
+    from xrfcore import models_registry
+
+    model = args.model
+    if args.mode != "scratch" or model:
+        try:
+            model = models_registry.resolve(model or None)
+        except FileNotFoundError as exc:
+            raise UserError(f"--mode {args.mode} needs a pretrained model: {exc}; or use --mode scratch") from None
+        print(f"pretrained model: {model}" + ("" if args.model else " (default foundation model)"))
     bar = progress_bar(f"finetune ({args.mode})")
     try:
         reg, card, match = finetune_project(
-            args.project, args.labels, args.model, args.out, mapping=mapping or None,
+            args.project, args.labels, model, args.out, mapping=mapping or None,
             depth_unit=args.depth_unit, run=args.run, tolerance_mm=args.tolerance_mm,
             store_labels=not args.no_store_labels, progress=bar, core=args.core,
             mode=args.mode, targets=targets, val=args.val, epochs=args.epochs,

@@ -573,12 +573,19 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
                      progress=no_progress, token: CancelToken | None = None, **cfg_fields):
     """Read a lab CSV, match it to the project's spectra, fine-tune, save into ``out``.
 
+    ``model_path``: a path or an installed model's name; None uses the default foundation model
+    (``xrfcore.models_registry.default_model``; FileNotFoundError when none is installed), except
+    with ``mode="scratch"``.
+
     The lab table is stored in the project (``write_labels``) after a successful fit. The OOD
     reference is the single active spectra of the labelled cores. Returns (regressor, card, match).
     """
     from xrfcore import labels as lb, store as st
 
     token = token or CancelToken()
+    if cfg_fields.get("mode", "head") != "scratch" or model_path is not None:
+        from xrfcore import models_registry
+        model_path = models_registry.resolve(model_path)  # None -> the default foundation model
     lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core)
     grid = None
     if model_path is not None:
