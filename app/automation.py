@@ -92,7 +92,11 @@ class Autopilot(QObject):
         if not base:
             self._fail("no pretrained model is installed")
             return
-        out = Path(tempfile.mkdtemp(prefix="xrfcore-selftest-")) / "model"
+        # the self-test's fine-tuned model is thrown away at exit (its predictions stay in the
+        # sample project, labelled with its model id)
+        self._tmp = tempfile.TemporaryDirectory(prefix="xrfcore-selftest-")
+        out = Path(self._tmp.name) / "model"
+        print(f"self-test: base model {Path(base).name}")
 
         def fine(res):
             w.set_model(res["path"])

@@ -219,6 +219,11 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
     from xrfcore.train import finetune as ft
 
     progress(0, 1, "matching lab samples to spectra")
+    if not base_model and mode != "scratch":
+        base_model = default_foundation_model()
+        if not base_model:
+            raise ValueError("no foundation model is installed: choose a model file as the base model, "
+                             "or pretrain one (Advanced > Pretrain on this project's spectra)")
     samples, meta, match = _labelled(project)
     sim = bool(meta.get("simulated")) or any("simulated" in str(s).lower()
                                               for s in match.samples.get("run", []))
@@ -229,16 +234,45 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
                      "sha256": labels.label_hash(match.samples),
                      "project": str(project)},
         simulated=sim or None, out=str(out_dir), progress=progress, token=token)
-    measured = {t: match.samples[t].to_numpy(float) for t in card["targets"]}
-    val = card.get("validation") or {}
-    if isinstance(val.get("predicted"), dict) and isinstance(val.get("measured"), dict):
-        predicted, measured, fit = val["predicted"], val["measured"], "validation"
-    else:  # the card keeps no per-sample validation predictions: show the fit on the labels
+    held_out = validation_points(card)
+    if held_out is not None:
+        measured, predicted = held_out
+        fit = "validation"
+    else:  # a card without per-sample validation predictions: show the fit on the labels, as such
         pred = ft.Predictor(Path(out_dir) / "model", device="cpu").predict_counts(match.X, match.grid)
+        measured = {t: match.samples[t].to_numpy(float) for t in card["targets"]}
         predicted = {t: pred[t].to_numpy(float) for t in card["targets"]}
         fit = "training fit"
     return {"card": card, "path": str(Path(out_dir) / "model"), "measured": measured,
-            "predicted": predicted, "fit": fit}
+            "predicted": predicted, "fit": fit, "scheme": (card.get("validation") or {}).get("scheme", "")}
+
+
+def validation_points(card: dict):
+    """(measured, predicted) per target from a fine-tuned card's held-out predictions
+    (``card["validation"]["measured"/"predicted"]``: target -> values, None where missing; or rows
+    in the order of ``card["targets"]``); None when the card has none."""
+    val = card.get("validation") or {}
+    m, p = val.get("measured"), val.get("predicted")
+    if m is None or p is None:
+        return None
+    targets = list(card.get("targets") or [])
+
+    def per_target(v):
+        if isinstance(v, dict):
+            return {t: np.array([np.nan if x is None else x for x in v[t]], float) for t in v}
+        rows = np.array([[np.nan if x is None else x for x in np.atleast_1d(r)] for r in v], float)
+        if rows.ndim == 2 and rows.shape[1] == len(targets):
+            return {t: rows[:, j] for j, t in enumerate(targets)}
+        if rows.ndim == 2 and rows.shape[0] == len(targets):
+            return {t: rows[j] for j, t in enumerate(targets)}
+        return None
+    try:
+        m, p = per_target(m), per_target(p)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not m or not p or any(len(m[t]) != len(p.get(t, ())) for t in m):
+        return None
+    return m, p
 
 
 def predict_project(project, core, run, model_path, *, device="auto", progress=no_progress,

@@ -200,7 +200,7 @@ class MainWindow(ModelActions, QMainWindow):
     def _build_menus(self) -> None:
         mb = self.menuBar()
         f = mb.addMenu("&File")
-        self._action(f, "Open core folder…", self.open_core_folder, "Ctrl+I")
+        self.act_open_folder = self._action(f, "Open core folder…", self.open_core_folder, "Ctrl+I")
         self._action(f, "Open project…", self.open_project_dialog, "Ctrl+O")
         self._action(f, "Open sample core (SIMULATED)", self.open_sample_core)
         self.recent_menu = f.addMenu("Recent projects")
@@ -230,6 +230,14 @@ class MainWindow(ModelActions, QMainWindow):
         adv = mb.addMenu("&Advanced")
         self.act_pretrain = self._action(adv, "Pretrain on this project's spectra…", self.pretrain)
         self._action(adv, "Settings…", self.edit_settings)
+        # the operator's journey, left to right, one click each
+        tb = self.addToolBar("Journey")
+        tb.setObjectName("journey")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        for a in (self.act_open_folder, self.act_labels, self.act_finetune, self.act_predict, self.act_export):
+            tb.addAction(a)
+        self.toolbar = tb
         h = mb.addMenu("&Help")
         self._action(h, "Open log folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_dir()))))
         self._action(h, "About", self.about)
@@ -431,13 +439,31 @@ class MainWindow(ModelActions, QMainWindow):
         for nd in list(self.traces):
             self._draw_trace(nd)
         self.idx = 0
-        self.banner.setText(("SIMULATED sample core: not real measurements.  " if view.simulated else "")
-                            + f"{view.core}: {n} spectra, depth "
-                            + (f"{view.depth[0]:.0f}-{view.depth[-1]:.0f} mm" if n else "-"))
+        self._banner_base = (("SIMULATED sample core: not real measurements.  " if view.simulated else "")
+                             + f"{view.core}: {n} spectra, depth "
+                             + (f"{view.depth[0]:.0f}-{view.depth[-1]:.0f} mm" if n else "-"))
+        self.refresh_banner()
         if n:
             self.set_index(0)
         self._update_actions()
         self.coreShown.emit()
+
+    def refresh_banner(self) -> None:
+        self.banner.setText(getattr(self, "_banner_base", "") + self.next_step_hint())
+
+    def next_step_hint(self) -> str:
+        """What to do next on this core, for the status bar (empty once it is predicted)."""
+        v = self.view
+        if v is None or v.prediction is not None:
+            return ""
+        if not len(v.labels):
+            return ".  Next: Load lab samples…"
+        if not self.model_path:
+            base = self.foundation_path or self.base_model()
+            name = Path(base).name if base else ""
+            return (f".  Next: Fine-tune… ({len(v.labels)} lab samples"
+                    + (f", foundation model {name})" if name else ")"))
+        return ".  Next: Predict"
 
     def show_labels(self) -> None:
         v = self.view

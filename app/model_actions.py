@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app import engine
 from app.errors import report_exception, show_error
+from app.formatting import model_name, short_path, sig
 from app.settings import models_dir
 
 
@@ -34,8 +35,9 @@ class ModelActions:
 
     def set_model(self, path: str) -> None:
         self.model_path = str(path)
-        self.statusBar().showMessage(f"Model: {path}", 8000)
+        self.statusBar().showMessage(f"Model: {short_path(Path(path).parent)}", 8000)
         self._update_actions()
+        self.refresh_banner()
 
     def load_model(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Load model", str(models_dir()), "Model cards (*.json)")
@@ -84,8 +86,11 @@ class ModelActions:
         dlg.exec()
         if dlg.result is not None:
             self.training.reset()
+            self.training.loss_plot.setVisible(dlg.result["card"].get("mode") != "head")
             self.training.show_validation(dlg.result["measured"], dlg.result["predicted"],
-                                          dlg.result["card"].get("metrics", {}))
+                                          dlg.result["card"].get("metrics", {}),
+                                          fit=dlg.result.get("fit", "validation"),
+                                          scheme=dlg.result.get("scheme", ""))
 
     def predict(self) -> None:
         if self.view is None or not self.model_path:
@@ -137,11 +142,11 @@ class ModelActions:
             return
         depth = float(self.view.depth[self.idx])
         sim = " (SIMULATED)" if self.view.simulated else ""
+        label = recon_model_label(model)
         self.start_job(engine.reconstruct_one, model, counts, self.view.run_data.grid, mask_ratio, seed,
                        name="reconstruct", uses_torch=True, show=False, text="Reconstruction",
                        on_success=lambda r: self.recon.show_result(
-                           r, f"{self.view.core} at {depth:.1f} mm{sim}: model {Path(model).parent.name}/"
-                              f"{Path(model).name}"))
+                           r, f"{self.view.core} at {depth:.1f} mm{sim}: reconstructed by {label}"))
 
     # ---------------------------------------------------------------- pretrain
     pretrain_options: dict = {}   # extra engine.pretrain_project arguments (tests use a small window)
@@ -157,13 +162,13 @@ class ModelActions:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = models_dir() / f"pretrained-{Path(self.project).stem}-{stamp}"
         self.training.reset()
+        self.training.loss_plot.setVisible(True)
+        self.training.pvm_title.setText("")
         self.tabs.setCurrentWidget(self.training)
 
         def done(res):
             self.foundation_path = res["path"]
-            m = res["card"].get("metrics", {})
-            self.training.metrics.setText(f"Pretrained {res['card'].get('id')} — final loss "
-                                          f"{m.get('train_loss')}; saved in {out}")
+            self.training.metrics.setText(pretrain_summary(res["card"], out))
             QMessageBox.information(self, "Pretraining", f"Model saved in {out}.\nIt is now the base "
                                     "model for fine-tuning and reconstruction in this session.")
         job = self.start_job(engine.pretrain_project, self.project, out, steps=steps,
@@ -185,3 +190,31 @@ class ModelActions:
                           f"xrfcore {xrfcore.__version__}\nXRF core-scanner spectra to downcore CaCO3 and TOC "
                           "with a masked-spectrum foundation model.\nThe bundled sample core and shipped "
                           "model are SIMULATED data.")
+
+
+def pretrain_summary(card: dict, out) -> str:
+    """One line for the Training tab after pretraining: the model's name, its losses (4 significant
+    digits), where it was saved."""
+    m = card.get("metrics") or {}
+    losses = [f"{label} {sig(m[k])}" for k, label in (("train_loss", "final training loss"),
+                                                          ("val_loss", "validation loss")) if m.get(k) is not None]
+    sim = " Trained on SIMULATED spectra." if card.get("simulated_data") else ""
+    steps = (card.get("training") or {}).get("steps")
+    return (f"Pretrained {model_name(card, Path(out) / 'model')}"
+            + (f" ({steps} steps)" if steps else "") + (": " + ", ".join(losses) if losses else "")
+            + f". Saved in {short_path(out)}.{sim}")
+
+
+def recon_model_label(model) -> str:
+    """'xrfcore-tiny-sim-v1 (base model of finetuned-…)' for the reconstruction view's title."""
+    from xrfcore import models_registry
+    p = Path(model)
+    try:
+        card = models_registry.read_card(p.with_suffix(".json"))
+    except (OSError, ValueError):
+        card = {}
+    name = model_name(card, p)
+    sim = ", SIMULATED training data" if card.get("simulated_data") else ""
+    if p.stem == "base_mae":
+        return f"{name} (the base model of {p.parent.name}{sim})"
+    return f"{name}{f' ({sim[2:]})' if sim else ''}"

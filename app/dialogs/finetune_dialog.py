@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFil
 
 from app import engine
 from app.errors import show_error
+from app.formatting import model_name, short_path
 from app.settings import models_dir
 from app.views.training_view import TrainingView
 from app.workers import JobThread
@@ -126,14 +127,14 @@ class FinetuneDialog(QDialog):
             show_error(self, "Fine-tune", "Choose at least one target (CaCO3 or TOC).")
             return
         if not s["base_model"]:
-            show_error(self, "Fine-tune", "No pretrained base model is installed. Pretrain one "
-                       "(Advanced > Pretrain on this project's spectra) or choose a model file.")
+            show_error(self, "Fine-tune", "No foundation model is installed. Choose a model file "
+                       "(Other…) or pretrain one (Advanced > Pretrain on this project's spectra).")
             return
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
         self.view.reset()
-        self.view.set_loss_note("" if s["mode"] != "head" else
-                                "head mode fits a ridge head in one step: no loss curve")
+        # head mode fits a ridge head in one step: there is no loss curve to watch
+        self.view.loss_plot.setVisible(s["mode"] != "head")
         self.status.setText("Fine-tuning…")
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
@@ -164,15 +165,15 @@ class FinetuneDialog(QDialog):
         self.result = result
         self.outcome = "ok"
         card = result["card"]
-        self.view.show_validation(result["measured"], result["predicted"], card.get("metrics", {}))
-        scheme = (card.get("validation") or {}).get("scheme", "")
-        note = "" if result.get("fit") == "validation" else \
-            "  (plot: fit on the labelled samples; the metrics are out-of-fold validation)"
+        self.view.show_validation(result["measured"], result["predicted"], card.get("metrics", {}),
+                                  fit=result.get("fit", "validation"), scheme=result.get("scheme", ""))
         sim = "  Trained on SIMULATED data." if card.get("simulated_data") else ""
-        self.status.setText(f"Saved model {card.get('id')} in {Path(result['path']).parent}. "
-                            f"Validation: {scheme}.{note}{sim}")
-        self.view.pvm_plot.setTitle("Predicted vs measured" + (" (validation)" if result.get("fit") == "validation"
-                                                               else " (training fit)"))
+        base = (card.get("base_model") or {}).get("id") or ""
+        base_name = self.base.currentText().split(" (")[0] if self.base.currentData() else base
+        self.status.setText(f"Saved model {model_name(card)} (base: {base_name}) in "
+                            f"{short_path(Path(result['path']).parent)}.{sim}  Next: close this window "
+                            "and use Model > Predict.")
+        self.status.setToolTip(str(Path(result["path"]).parent))
         self._finish()
         self.modelReady.emit(result["path"])
 

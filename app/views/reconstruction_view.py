@@ -47,6 +47,10 @@ class ReconstructionView(QWidget):
         self.new_btn.clicked.connect(self.new_mask)
         self.log_box = QCheckBox("Log counts")
         self.log_box.toggled.connect(self._on_log)
+        self.all_box = QCheckBox("Reconstruction on visible channels too")
+        self.all_box.setToolTip("By default the reconstruction is drawn only where the model could not "
+                                "see the spectrum (grey bands): that is the test of the model")
+        self.all_box.toggled.connect(self._redraw)
         self.error_label = QLabel("No reconstruction yet")
         self.title = QLabel("Reconstruction: open a project and a model")
         for lab in (self.title, self.error_label):   # long texts must not widen the whole tab
@@ -58,6 +62,7 @@ class ReconstructionView(QWidget):
         bar.addWidget(self.ratio_label)
         bar.addWidget(self.new_btn)
         bar.addWidget(self.log_box)
+        bar.addWidget(self.all_box)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.title)
@@ -82,8 +87,14 @@ class ReconstructionView(QWidget):
         self.energies = np.asarray(energies, float)
 
     def _y(self, a):
+        """Counts for display: never below 0 (a model's guess can undershoot; counts cannot), and
+        at least 0.5 on a log axis. The error figures use the unclipped values."""
         a = np.asarray(a, float)
-        return np.maximum(a, 0.5) if self.log_box.isChecked() else a
+        return np.maximum(a, 0.5 if self.log_box.isChecked() else 0.0)
+
+    def _redraw(self, *_a) -> None:
+        if self._last is not None:
+            self.show_result(self._last)
 
     def show_result(self, result: dict, title: str = "") -> None:
         """``result`` from xrfcore.reconstruct.reconstruct for one spectrum: measured, mask (per
@@ -97,7 +108,11 @@ class ReconstructionView(QWidget):
         if len(e) != len(measured):
             e = np.arange(len(measured), dtype=float)
         self.measured.setData(e, self._y(measured))
-        self.recon.setData(e, self._y(recon))
+        shown = self._y(recon)
+        if not self.all_box.isChecked() and len(mask) == len(shown):
+            shown = np.where(mask, shown, np.nan)   # only the model's guesses for hidden channels
+        self.recon.setData(e, shown, connect="finite")
+        self.recon.opts["name"] = "reconstruction" + ("" if self.all_box.isChecked() else " (hidden channels)")
         for r in self.mask_regions:
             self.plot.removeItem(r)
         self.mask_regions = []
@@ -110,14 +125,14 @@ class ReconstructionView(QWidget):
             self.mask_regions.append(r)
         parts = []
         for key, text, fmt in (("relative_hidden", "relative error on hidden channels", "{:.1%}"),
-                               ("rmse_hidden", "RMSE on hidden channels", "{:.4g} counts"),
-                               ("loss", "masked loss (model space)", "{:.4g}")):
+                               ("rmse_hidden", "RMSE on hidden channels", "{:.3g} counts"),
+                               ("loss", "masked loss (model space)", "{:.3g}")):
             v = result.get(key)
             if v is not None and np.size(v) == 1:
                 parts.append(f"{text}: {fmt.format(float(np.ravel(v)[0]))}")
         share = mask.mean() if len(mask) else 0.0
-        self.error_label.setText("   ".join(parts) + f"   (hidden: {share:.0%} of channels, "
-                                 f"grey bands; mask seed {self.seed})")
+        self.error_label.setText("Reconstruction error — " + ",  ".join(parts)
+                                 + f"   (hidden: {share:.0%} of channels, grey bands; mask {self.seed})")
         if title:
             self.title.setText(title)
 
@@ -126,8 +141,7 @@ class ReconstructionView(QWidget):
 
     def _on_log(self, on: bool) -> None:
         self.plot.setLogMode(y=on)
-        if self._last is not None:
-            self.show_result(self._last)
+        self._redraw()
 
     def clear(self) -> None:
         self.measured.setData([], [])

@@ -127,7 +127,8 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     core_item = root.child(0)
     assert core_item.text(0).startswith("SIM01-1") and core_item.child(0).text(0).startswith("10kV-Run1")
     assert len(w.view.depth) == 300 and np.all(np.diff(w.view.depth) >= 0)
-    assert "SIMULATED" in w.banner.text()
+    assert "SIMULATED" in w.banner.text() and "Next: Load lab samples" in w.banner.text()
+    assert [a.text() for a in w.toolbar.actions()][1:] == ["Load lab samples…", "Fine-tune…", "Predict", "Export CSV…"]
     # arrow keys step through depths
     w.spectrum.setFocus()
     qtbot.keyClick(w.spectrum, Qt.Key_Down)
@@ -156,6 +157,7 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     wait_idle(qtbot, w)
     qtbot.waitUntil(lambda: w.view is not None and len(w.view.labels) > 10, timeout=30_000)
     n_labels = len(w.view.labels)
+    assert f"Next: Fine-tune… ({n_labels} lab samples, foundation model tiny_mae)" in w.banner.text()
     assert len(w.downcore.panels["CaCO3"].labs.data) == n_labels
 
     # fine-tune, head mode, tiny model
@@ -170,7 +172,11 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     card = d.result["card"]
     assert set(card["metrics"]) == {"CaCO3", "TOC"}
     assert "R²" in d.view.metrics.text() and "RMSE" in d.view.metrics.text()
+    assert set(d.view.pvm_plots) == {"CaCO3", "TOC"} and not d.view.loss_plot.isVisibleTo(d)
+    assert ("Validation" in d.view.pvm_title.text()) == (d.result["fit"] == "validation")
+    assert "None" not in d.status.text() and "Saved model" in d.status.text()
     assert w.model_path == d.result["path"]
+    assert "Next: Predict" in w.banner.text()
 
     # predict: stored in the project, drawn with bands and OOD shading
     w.predict()
@@ -209,6 +215,10 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     wait_idle(qtbot, w)
     first = [r.getRegion() for r in w.recon.mask_regions]
     assert len(w.recon.recon.getData()[0]) > 0 and "hidden" in w.recon.error_label.text()
+    # the fine-tuned model's own base autoencoder reconstructs, named in the title
+    assert w.recon_model().endswith("base_mae") and "base model of finetuned-" in w.recon.title.text()
+    y = w.recon.recon.getData()[1]
+    assert np.nanmin(y) >= 0 and np.isnan(y).any()          # hidden channels only, no negative counts
     w.recon.new_mask()
     qtbot.waitUntil(lambda: [r.getRegion() for r in w.recon.mask_regions] != first, timeout=60_000)
     wait_idle(qtbot, w)
@@ -238,6 +248,8 @@ def test_advanced_pretrain_on_project_spectra(window, qtbot, project, monkeypatc
     assert c["kind"] == "mae" and c["simulated_data"] is True and c["training"]["steps"] == 3
     assert len(w.training.train) >= 1          # the live loss curve got points
     assert infos and w.recon_model() == w.foundation_path
+    text = w.training.metrics.text()
+    assert text.startswith("Pretrained pretrained-project-") and "(3 steps)" in text and "None" not in text
 
 
 def test_drop_folder_or_project_and_settings(window, qtbot, project, sample_core, monkeypatch, errors_shown):

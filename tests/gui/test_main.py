@@ -24,11 +24,12 @@ def test_demo_screenshot(qapp, tmp_path, sample_core, no_hook, app_home):
         assert p.cores() == ["SIM01-1"] and len(p.labels()) > 10
 
 
-def test_self_test_finetunes_and_predicts(qapp, sample_core, tiny_mae, no_hook, app_home, capsys):
+def test_self_test_with_the_shipped_default_model(qapp, sample_core, no_hook, app_home, capsys):
+    """No settings, no pretraining: the shipped foundation model is found and used."""
     from app.main import main
-    from app.settings import Settings
-    s = Settings.load()
-    s.default_model, s.device = str(tiny_mae), "cpu"
-    s.save()
+    from xrfcore import models_registry
+    if models_registry.default_model("mae") is None:
+        pytest.skip("no foundation model is shipped in models/")
     assert main(["--self-test", "--timeout", "300"]) == 0
-    assert "300 depths predicted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"base model {models_registry.DEFAULT_MODEL}" in out and "300 depths predicted" in out

@@ -79,9 +79,19 @@ def test_reconstruction_view_shades_masked_patches(qtbot):
     res = {"measured": np.ones(512), "reconstruction": np.ones(512) * 1.1, "mask": mask,
            "energies_kev": np.arange(512) * 0.02, "error": np.full(512, 0.1),
            "rmse_hidden": 0.1, "relative_hidden": 0.1, "loss": 0.2}
+    res["reconstruction"][20] = -300.0                      # a model's guess can undershoot zero
     v.show_result(res, "test")
     assert v.masked_spans() == 2
     assert "10.0%" in v.error_label.text()
+    # drawn only on the hidden channels, never below zero counts
+    y = v.recon.getData()[1]
+    assert np.isnan(y[~mask]).all() and np.isfinite(y[mask]).all() and y[mask].min() == 0.0
+    assert "hidden channels" in v.recon.opts["name"]
+    v.all_box.setChecked(True)                                  # optionally everywhere
+    y = v.recon.getData()[1]
+    assert np.isfinite(y).all() and y.min() == 0.0
+    v.log_box.setChecked(True)
+    assert v.recon.yData.min() >= np.log10(0.5) - 1e-9          # log axis: 0.5 counts at least
     asked = []
     v.requested.connect(lambda r, s: asked.append((r, s)))
     v.set_mask_ratio(0.75)
@@ -101,6 +111,57 @@ def test_training_view_parses_losses_and_shows_metrics(qtbot):
     assert v.train == [(1, 0.5), (2, 0.4)] and v.val == [(1, 0.7), (2, 0.6)]
     v.show_validation({"CaCO3": [1, 2, 3]}, {"CaCO3": [1.1, 2.0, 2.9]}, {"CaCO3": {"r2": 0.97, "rmse": 0.08}})
     assert "R² 0.970" in v.metrics.text() and "RMSE 0.08" in v.metrics.text()
+
+
+def test_validation_plot_one_panel_per_target_labelled(qtbot):
+    from app.views.training_view import TrainingView
+    v = TrainingView()
+    qtbot.addWidget(v)
+    metrics = {"CaCO3": {"r2": 0.94012345, "rmse": 5.1934567, "n": 3}, "TOC": {"r2": 0.0661, "rmse": 0.34912, "n": 2}}
+    # held-out predictions as a card keeps them (JSON: None where a target was not measured)
+    v.show_validation({"CaCO3": [10.0, 50.0, 80.0], "TOC": [0.5, None, 1.5]},
+                      {"CaCO3": [12.0, 47.0, 79.0], "TOC": [0.7, 0.9, 1.2]}, metrics,
+                      fit="validation", scheme="5-fold out-of-fold (random)")
+    assert set(v.pvm_plots) == {"CaCO3", "TOC"}            # separate axes: TOC is not squashed
+    assert "Validation" in v.pvm_title.text() and "5-fold" in v.pvm_title.text()
+    toc = v.pvm_plots["TOC"]
+    title = toc.titleLabel.text
+    assert "TOC (validation, 2 samples)" in title and "R² 0.066" in title and "RMSE 0.349 wt %" in title
+    x, y = toc.listDataItems()[-1].getData()
+    assert list(x) == [0.5, 1.5] and list(y) == [0.7, 1.2]
+    xr = toc.getViewBox().viewRange()[0]
+    assert xr[0] >= 0 and xr[1] < 2                          # its own range, not 0-100
+    assert "RMSE 5.19 wt %" in v.metrics.text() and "5.1934" not in v.metrics.text()
+    # a fit on the training samples is never called validation
+    v.show_validation({"CaCO3": [1, 2, 3]}, {"CaCO3": [1, 2, 3]}, metrics, fit="training fit")
+    assert "in-sample" in v.pvm_title.text() and "in-sample fit" in v.pvm_plots["CaCO3"].titleLabel.text
+    v.reset()
+    assert not v.pvm_plots
+
+
+def test_numbers_and_names_for_operators():
+    from app.formatting import model_name, sig
+    from app.model_actions import pretrain_summary
+    assert sig(0.13908596336841583) == "0.1391" and sig(None) == "-" and sig(float("nan")) == "-"
+    assert sig(12345.678, 3, "counts") == "1.23e+04 counts"
+    assert model_name({"name": "xrfcore-tiny-sim-v1", "id": "mae-x"}) == "xrfcore-tiny-sim-v1"
+    assert model_name({}, "/m/finetuned-a/model") == "finetuned-a"
+    text = pretrain_summary({"id": None, "metrics": {"train_loss": 0.13908596336841583, "val_loss": None},
+                             "training": {"steps": 300}, "simulated_data": True},
+                            "/tmp/x/models/pretrained-sample-20261127")
+    assert text.startswith("Pretrained pretrained-sample-20261127 (300 steps): final training loss 0.1391")
+    assert "None" not in text and "0.13908" not in text and "SIMULATED" in text
+
+
+def test_validation_points_from_card():
+    from app.engine import validation_points
+    assert validation_points({"targets": ["CaCO3"], "validation": {"scheme": "x"}}) is None
+    m, p = validation_points({"targets": ["CaCO3", "TOC"], "validation": {
+        "measured": {"CaCO3": [1.0, 2.0], "TOC": [None, 0.5]}, "predicted": {"CaCO3": [1.5, 2.5], "TOC": [0.4, 0.6]}}})
+    assert np.isnan(m["TOC"][0]) and p["CaCO3"].tolist() == [1.5, 2.5]
+    m, p = validation_points({"targets": ["CaCO3", "TOC"], "validation": {          # rows, targets order
+        "measured": [[1.0, 0.2], [2.0, None]], "predicted": [[1.1, 0.3], [1.9, 0.4]]}})
+    assert m["CaCO3"].tolist() == [1.0, 2.0] and np.isnan(m["TOC"][1]) and p["TOC"].tolist() == [0.3, 0.4]
 
 
 def test_job_thread_progress_result_cancel_and_failure(qtbot):
