@@ -85,6 +85,11 @@ def test_head_mode_learns_and_saves(tmp_path, base_path):
     assert card["labels"]["n_per_target"]["TOC"] == 110
     assert card["conformal"]["CaCO3"]["q"] > 0 and card["ood"]["p99"] > 0
     assert card["simulated_data"] is True and card["base_model"]["weights_sha256"]
+    v = card["validation"]  # per-sample out-of-fold predictions for the predicted-vs-measured plot
+    assert len(v["measured"]["CaCO3"]) == len(v["predicted"]["TOC"]) == len(v["core"]) == len(v["depth_mm"]) == 120
+    assert v["measured"]["TOC"][0] is None and v["core"][:2] == ["C0", "C1"]
+    oof = np.array(v["predicted"]["CaCO3"], float)
+    assert ft.regression_metrics(v["measured"]["CaCO3"], oof)["rmse"] == pytest.approx(card["metrics"]["CaCO3"]["rmse"])
     saved = json.loads((tmp_path / "m" / "model.json").read_text())
     assert saved["id"].startswith("regressor-") and (tmp_path / "m" / "base_mae.safetensors").exists()
     pr = ft.Predictor(tmp_path / "m", device="cpu")

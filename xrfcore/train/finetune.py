@@ -375,7 +375,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
                        n_cores=int(len(set(groups))) if groups is not None else None),
         "seeds": {"seed": cfg.seed},
         "finetune_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "validation": {"scheme": val_note, "n": int(len(val_idx))},
+        "validation": _validation_table(val_note, val_idx, targets, Y, oof, y, groups),
         "metrics": metrics,
         "conformal": conformal,
         "ood": ood,
@@ -389,6 +389,25 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         card = save_finetuned(out, reg, card, mae, base_card)
     progress(1, 1, "done")
     return reg, card
+
+
+def _json_list(a) -> list:
+    """Floats for JSON, with None where not finite (NaN is not valid JSON)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, float)]
+
+
+def _validation_table(scheme, val_idx, targets, Y, oof, y, groups) -> dict:
+    """Per-sample validation predictions (out-of-fold in head mode, the held-out split otherwise) for
+    the predicted-vs-measured plot: measured / predicted per target, with each sample's depth and core."""
+    val_idx = np.asarray(val_idx, int)
+    depth = y["depth_mm"].to_numpy(float)[val_idx] if "depth_mm" in y.columns else np.full(len(val_idx), np.nan)
+    core = np.asarray(groups)[val_idx] if groups is not None else (
+        y["core"].to_numpy()[val_idx] if "core" in y.columns else [None] * len(val_idx))
+    return {"scheme": scheme, "n": int(len(val_idx)),
+            "measured": {t: _json_list(Y[val_idx, j]) for j, t in enumerate(targets)},
+            "predicted": {t: _json_list(oof[val_idx, j]) for j, t in enumerate(targets)},
+            "depth_mm": _json_list(depth),
+            "core": [None if c is None else str(c) for c in core]}
 
 
 def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None) -> dict:
