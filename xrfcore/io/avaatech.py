@@ -315,6 +315,15 @@ def _parse_header_date(text: str | None) -> str | None:
     """``MM-DD-YYYY HH:MM:SS`` (month first, as the scanner writes it) -> ISO; else None."""
     if not text:
         return None
+    if len(text) == 19 and text[2] == "-" and text[5] == "-" and text[10] == " " \
+            and text[13] == ":" and text[16] == ":":   # exactly as written: no regex needed
+        digits = text[:2] + text[3:5] + text[6:10] + text[11:13] + text[14:16] + text[17:]
+        if digits.isascii() and digits.isdigit():
+            try:
+                return datetime(int(text[6:10]), int(text[:2]), int(text[3:5]), int(text[11:13]),
+                                int(text[14:16]), int(text[17:])).isoformat()
+            except ValueError:
+                return None
     m = _HEADER_DATE.match(" ".join(text.split()))
     if m is None:
         return None
@@ -837,8 +846,8 @@ def read_record(path, root=None, *, core: str | None = None, section_unit: str =
     if position is None:
         warnings.append("no X position in header or file name: depth unknown")
 
-    remark = " ".join(v for k, v in tag.items() if k.startswith("SPEC_REM"))
-    scanner = "simulated-avaatech" if "SIMULATED" in remark.upper() else "avaatech"
+    simulated = any("SIMULATED" in v.upper() for k, v in tag.items() if k.startswith("SPEC_REM"))
+    scanner = "simulated-avaatech" if simulated else "avaatech"
 
     return SpectrumRecord(
         counts=spe.counts,
