@@ -79,7 +79,7 @@ files=$(find "$ROOT/dist/xrfcore" -type f | wc -l)
 torch_v=$("$VPY" -c "import torch; print(torch.__version__)")
 pyi_v=$("$VENV/bin/pyinstaller" --version)
 {
-    echo "xrfcore desktop build $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -sm), $(nproc) CPU cores"
+    echo "xrfcore desktop build $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -sm), $(getconf _NPROCESSORS_ONLN) CPU cores"
     echo "wheel: $(basename "$WHEEL"); torch $torch_v; PyInstaller $pyi_v"
     echo "app folder: $ROOT/dist/xrfcore ($size, $files files)"
     echo "time: PyInstaller $((t2 - t1)) s, whole build $((t2 - t0)) s"
