@@ -92,7 +92,12 @@ def test_head_mode_learns_and_saves(tmp_path, base_path):
     assert ft.regression_metrics(v["measured"]["CaCO3"], oof)["rmse"] == pytest.approx(card["metrics"]["CaCO3"]["rmse"])
     saved = json.loads((tmp_path / "m" / "model.json").read_text())
     assert saved["id"].startswith("regressor-") and (tmp_path / "m" / "base_mae.safetensors").exists()
+    c = card["conformal"]["CaCO3"]
+    assert c["method"] in ("plain", "normalised") and "whole cores" in c["calibration"]
+    assert 0 < c["cv_coverage_plain"] <= 1 and c["q_normalised"] > 0
+    assert card["calibration_file"]["sha256"] and (tmp_path / "m" / "calibration.safetensors").exists()
     pr = ft.Predictor(tmp_path / "m", device="cpu")
+    assert pr.calibration is not None
     Xt, yt, _ = synthetic(60, seed=5)
     df = pr.predict_counts(Xt)
     r2 = 1 - ((df.CaCO3 - yt.CaCO3) ** 2).sum() / ((yt.CaCO3 - yt.CaCO3.mean()) ** 2).sum()
@@ -139,3 +144,31 @@ def test_cuda_finetune_and_predict(tmp_path, base_path, mode):
     df = ft.Predictor(tmp_path / "m", device="cuda").predict_counts(X[:10])
     dc = ft.Predictor(tmp_path / "m", device="cpu").predict_counts(X[:10])
     assert np.abs(df.CaCO3 - dc.CaCO3).max() < 2.0  # bf16 vs fp32, wt%
+
+
+def test_leverage_scale_grows_off_the_labelled_embeddings():
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(5, 20))
+    E = rng.normal(size=(200, 5)) @ basis + 0.01 * rng.normal(size=(200, 20))
+    Z = (E @ rng.normal(size=20))[:, None]
+    st = ft.leverage_state(E, Z, [1.0])
+    near = rng.normal(size=(50, 5)) @ basis
+    far = near + rng.normal(size=(50, 20))  # components the labelled samples never spanned
+    s_near, s_far = ft.leverage_scale(st, near, 0), ft.leverage_scale(st, far, 0)
+    assert np.all(s_near >= 1) and np.median(s_far) > 2 * np.median(s_near)
+
+
+def test_calibrate_prefers_normalised_scores_when_the_scale_explains_the_error():
+    rng = np.random.default_rng(1)
+    n = 2000
+    fold = np.repeat(np.arange(10), n // 10)  # ten "cores"
+    scale = rng.uniform(1, 5, n)
+    cal = ft.calibrate(scale * rng.normal(size=n), scale, fold, 0.1)
+    assert cal["method"] == "normalised"
+    assert 0.87 <= cal["cv_coverage_normalised"] <= 0.93 and 0.87 <= cal["cv_coverage_plain"] <= 0.93
+    assert cal["cv_mean_halfwidth_normalised"] < cal["cv_mean_halfwidth_plain"]
+    # a scale unrelated to the error: both calibrations still cover, plain is not worse
+    cal = ft.calibrate(rng.normal(size=n), scale, fold, 0.1)
+    assert 0.87 <= cal["cv_coverage_plain"] <= 0.93 and cal["method"] == "plain"
+    # too few labels to cross-validate the calibration: plain (constant) widths
+    assert ft.calibrate(rng.normal(size=6), np.ones(6), np.arange(6), 0.1)["method"] == "plain"

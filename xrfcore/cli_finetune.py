@@ -111,11 +111,17 @@ def cmd_finetune(args) -> int:
             print(f"    ... and {len(rep) - 15} more")
     print(f"model {card['id']} ({card['mode']}, validation: {card['validation']['scheme']})")
     for t, m in card["metrics"].items():
-        q = card["conformal"][t]["q"]
+        c = card["conformal"][t]
+        q = c["q"]
         r2 = "n/a" if m["r2"] is None else f"{m['r2']:.3f}"
         rmse = "n/a" if m["rmse"] is None else f"{m['rmse']:.3f}"
-        qs = "n/a (too few validation labels)" if q is None else f"+-{q:.3f}"
-        print(f"  {t}: R2 {r2}  RMSE {rmse} wt%  (n={m['n']})  90% interval {qs}")
+        if c.get("method") == "normalised" and c.get("cv_mean_halfwidth_normalised") is not None:
+            qs = f"+-{c['cv_mean_halfwidth_normalised']:.3f} on average (wider for unfamiliar spectra)"
+        else:
+            qs = "n/a (too few validation labels)" if q is None else f"+-{q:.3f}"
+        cov = c.get(f"cv_coverage_{c.get('method', 'plain')}")
+        covs = "" if cov is None else f", {100 * cov:.0f}% coverage measured by cross-validation"
+        print(f"  {t}: R2 {r2}  RMSE {rmse} wt%  (n={m['n']})  90% interval {qs}{covs}")
     if card.get("simulated_data"):
         print("  (trained on SIMULATED data)")
     print(f"saved to {Path(args.out) / 'model.safetensors'}")

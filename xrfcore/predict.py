@@ -1,7 +1,8 @@
 """Downcore prediction: CaCO3 / TOC at every depth of a core, with intervals and an OOD flag.
 
-- Intervals: split-conformal, prediction +- the card's (1 - alpha) quantile of absolute validation
-  residuals (90 % by default), clamped to [0, 100].
+- Intervals: conformal, prediction +- the card's calibrated half-width (90 % by default): constant,
+  or scaled by the ridge leverage of the spectrum's embedding when the card's calibration chose
+  normalised scores (see xrfcore.train.finetune); clamped to [0, 100].
 - Out-of-distribution score: the pretrained autoencoder's masked reconstruction error (fixed masks,
   a few seeds) divided by the 99th percentile of the same error on the training spectra; a score
   above 1 is flagged. Models without an autoencoder (scratch without a base) give NaN / False.
@@ -40,8 +41,11 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
         "model_mode": card.get("mode"),
         "base_model": (card.get("base_model") or {}).get("id"),
         "model_metrics": metrics,
-        "interval": f"{round(100 * (1 - (card.get('finetune_config') or {}).get('alpha', 0.1)))} % split-conformal",
+        "interval": f"{round(100 * (1 - (card.get('finetune_config') or {}).get('alpha', 0.1)))} % conformal",
         "conformal_q": {t: c.get("q") for t, c in (card.get("conformal") or {}).items()},
+        "interval_calibration": {t: {"method": c.get("method", "plain"), "q_normalised": c.get("q_normalised"),
+                                     "cv_coverage": c.get(f"cv_coverage_{c.get('method', 'plain')}")}
+                                 for t, c in (card.get("conformal") or {}).items()},
         "ood": "reconstruction error / training 99th percentile; flag > 1" if card.get("ood") else "not available",
         "labels_sha256": (card.get("labels") or {}).get("sha256"),
         "project": str(project_path) if project_path else None,

@@ -11,12 +11,21 @@ Modes
 - ``scratch``: same architecture and loop as ``full`` from random weights, for comparison.
 
 Targets are z-scored for training (statistics in the card); predictions are de-normalised and
-clamped to [0, 100]. Split-conformal intervals: the card stores, per target, the (1 - alpha)
-quantile of the absolute validation residuals with the finite-sample correction.
+clamped to [0, 100].
+
+Intervals (conformal, 90 % by default). Head mode: out-of-fold residuals from folds of whole cores
+(a new core is the case operators care about), each scored two ways: plain |r| (constant width) and
+|r| / s(x), s(x) = sqrt(1 + 1/n + h(x)) with h the ridge leverage of the spectrum's embedding (wider
+where the labelled samples did not reach: a new scanner head, an unseen lithology). The calibration
+itself is cross-validated over the same folds; the method whose measured coverage is nearer the
+nominal one is used, and the card records both (``conformal[target]``: method, q_plain,
+q_normalised, cv_coverage_*, cv_mean_halfwidth_*). The leverage state is saved beside the model in
+``calibration.safetensors``. Full / scratch: split-conformal on the held-out validation split.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -243,6 +252,79 @@ def fit_ridge_head(E: np.ndarray, Z: np.ndarray, alphas, standardise: bool = Tru
     return W, b, chosen
 
 
+def leverage_state(E: np.ndarray, Z: np.ndarray, chosen_alphas) -> dict:
+    """What the ridge prediction-variance factor needs: standardisation and, per target, the
+    inverse of (Es'Es + alpha I) on the rows that target was fitted on (numpy arrays)."""
+    mu, sd = E.mean(0), E.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+    Es = (E - mu) / sd
+    st = {"mu": mu.astype(np.float64), "sd": sd.astype(np.float64)}
+    for j, a in enumerate(chosen_alphas):
+        ok = np.isfinite(Z[:, j])
+        if a is None or ok.sum() < 2:
+            continue
+        Ek = Es[ok] - Es[ok].mean(0)
+        st[f"M{j}"] = np.linalg.inv(Ek.T @ Ek + a * np.eye(E.shape[1]))
+        st[f"n{j}"] = np.array([ok.sum()], np.float64)
+    return st
+
+
+def leverage_scale(state: dict, E: np.ndarray, j: int) -> np.ndarray:
+    """Relative prediction spread sqrt(1 + 1/n + h(x)) of target j (h: ridge leverage of x).
+
+    Near the training embeddings it is ~1; it grows where a spectrum's embedding lies in directions
+    the labelled samples did not span (new scanner head, unseen lithology)."""
+    if f"M{j}" not in state:
+        return np.ones(len(E))
+    xs = (np.asarray(E, np.float64) - state["mu"]) / state["sd"]
+    h = np.einsum("id,de,ie->i", xs, np.asarray(state[f"M{j}"], np.float64), xs)
+    return np.sqrt(1.0 + 1.0 / float(state[f"n{j}"][0]) + np.maximum(h, 0.0))
+
+
+def mean_leverage_scale(states: dict, E: np.ndarray, j: int) -> np.ndarray:
+    """leverage_scale averaged over the fold states stored as ``f{k}_{key}`` (see finetune)."""
+    folds = sorted({k.split("_", 1)[0] for k in states if k.startswith("f") and "_" in k})
+    if not folds:
+        return np.ones(len(E))
+    return np.mean([leverage_scale({k.split("_", 1)[1]: v for k, v in states.items() if k.startswith(f + "_")},
+                                   E, j) for f in folds], axis=0)
+
+
+def calibrate(res: np.ndarray, scale: np.ndarray, fold: np.ndarray, alpha: float) -> dict:
+    """Conformal calibration of one target from out-of-fold residuals (wt%).
+
+    Two scores: plain |r| (constant width) and normalised |r| / scale (width grows with the
+    leverage scale). Each is checked by cross-validating the calibration itself: the quantile from
+    all folds but one, coverage and width measured on that fold (whole cores when the folds are).
+    The method whose measured coverage is nearer 1 - alpha is used (the narrower within 0.01)."""
+    ok = np.isfinite(res) & np.isfinite(scale)
+    res, scale, fold = np.abs(res[ok]), scale[ok], fold[ok]
+    out = {}
+    for name, score, mult in (("plain", res, np.ones_like(scale)), ("normalised", res / scale, scale)):
+        q = conformal_quantile(score, alpha)
+        cov, width = [], []
+        for f in np.unique(fold):
+            qf = conformal_quantile(score[fold != f], alpha)
+            inside = fold == f
+            cov.append(score[inside] <= qf)
+            width.append(np.full(inside.sum(), qf) * mult[inside])
+        cov = np.concatenate(cov) if cov else np.zeros(0, bool)
+        width = np.concatenate(width) if width else np.zeros(0)
+        finite = np.isfinite(width)
+        out[name] = {"q": q if math.isfinite(q) else None,
+                     "cv_coverage": float(cov.mean()) if len(cov) else None,
+                     "cv_mean_halfwidth": float(width[finite].mean()) if finite.any() else None}
+    target = 1 - alpha
+    p, nz = out["plain"], out["normalised"]
+    if None in (p["cv_mean_halfwidth"], nz["cv_mean_halfwidth"], nz["q"]):  # too few labels to check
+        method = "plain"
+    else:
+        dp, dn = abs(p["cv_coverage"] - target), abs(nz["cv_coverage"] - target)
+        method = "normalised" if (dn < dp - 0.01 or (abs(dn - dp) <= 0.01 and (nz["cv_mean_halfwidth"] or np.inf)
+                                                     <= (p["cv_mean_halfwidth"] or np.inf))) else "plain"
+    return {"method": method, **{f"{k}_{m}": v for m, d in out.items() for k, v in d.items()}}
+
+
 # --------------------------------------------------------------------------- main entry
 
 def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
@@ -307,20 +389,32 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     progress(0, 1, "embedding labelled spectra")
 
     oof = np.full_like(Y, np.nan)   # out-of-fold / validation predictions (wt%)
+    scale = np.ones_like(Y)         # head mode: leverage scale of each out-of-fold prediction
+    fold_id = np.zeros(n, int)      # calibration fold of each sample (one fold = the validation split)
+    fold_states: list[dict] = []    # head mode: leverage state of each fold's training rows
     history: list[dict] = []
     val_note = ""
     if cfg.mode == "head":
         E = embed_inputs(reg, Xin, device=device, batch=cfg.embed_batch, token=token, progress=progress)
         folds = kfold_indices(n, groups, cfg.val, cfg.folds, cfg.seed)
         val_note = f"{len(folds)}-fold out-of-fold ({'whole cores' if cfg.val == 'cores' and groups is not None and len(set(groups)) > 1 else 'random'})"
-        for tr, te in folds:
+        for k, (tr, te) in enumerate(folds):
             token.raise_if_cancelled()
             if len(tr) < 2 or len(te) == 0:
                 continue
-            W, b, _ = fit_ridge_head(E[tr], Z[tr], cfg.ridge_alphas)
+            W, b, a_k = fit_ridge_head(E[tr], Z[tr], cfg.ridge_alphas)
             oof[te] = (E[te] @ W.T + b) * std + mean
+            lev = leverage_state(E[tr], Z[tr], a_k)
+            fold_states.append(lev)
+            fold_id[te] = k
+            for j in range(len(targets)):
+                scale[te, j] = leverage_scale(lev, E[te], j)
         W, b, ridge_alpha = fit_ridge_head(E, Z, cfg.ridge_alphas)
         _set_head(reg, W, b)
+        # new spectra get the mean scale of the fold states, so calibration and use measure s(x)
+        # the same way (a state from all labels would give smaller scales than calibrated on)
+        reg.calibration = {f"f{k}_{key}": v.astype(np.float32) for k, st in enumerate(fold_states)
+                           for key, v in st.items()}  # saved beside the model by save_finetuned
         val_idx = np.arange(n)
         history.append({"ridge_alpha": dict(zip(targets, ridge_alpha))})
     else:
@@ -340,11 +434,20 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     for j, t in enumerate(targets):
         yy, pp = Y[val_idx, j], oof[val_idx, j]
         metrics[t] = regression_metrics(yy, pp)
-        res = (yy - pp)[np.isfinite(yy) & np.isfinite(pp)]
+        fin = np.isfinite(yy) & np.isfinite(pp)
+        res = (yy - pp)[fin]
         q = conformal_quantile(res, cfg.alpha)
         conformal[t] = {"alpha": cfg.alpha, "q": q if math.isfinite(q) else None, "n": int(len(res)),
                         "residual_quantiles": {str(p): float(np.quantile(res, p / 100)) for p in
                                                (5, 25, 50, 75, 95)} if len(res) else {}}
+        if cfg.mode == "head":
+            cal = calibrate(res, scale[val_idx, j][fin], fold_id[val_idx][fin], cfg.alpha)
+            conformal[t].update(cal, calibration=(
+                f"{val_note} residuals; {cal['method']} scores"
+                + (" (|residual| / ridge-leverage scale sqrt(1 + 1/n + h))" if cal["method"] == "normalised" else "")
+                + "; cv_coverage: measured by cross-validating the calibration over the same folds"))
+        else:
+            conformal[t].update(method="plain", calibration=f"split-conformal on the validation split ({val_note})")
 
     # --- out-of-distribution reference: the pretrained autoencoder's error on training spectra
     ood = None
@@ -417,6 +520,18 @@ def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None
     from xrfcore.model import checkpoint
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lev = getattr(reg, "calibration", None)
+    if lev is not None:  # leverage state for normalised intervals (plain arrays, no pickle)
+        from safetensors.numpy import save_file
+
+        from xrfcore.export import file_sha256
+
+        tmp = out / "calibration.safetensors.tmp"
+        save_file({k: np.ascontiguousarray(v) for k, v in lev.items()}, str(tmp))
+        os.replace(tmp, out / "calibration.safetensors")
+        card["calibration_file"] = {"file": "calibration.safetensors",
+                                    "sha256": file_sha256(out / "calibration.safetensors")}
     if mae is not None and card.get("ood"):
         bc = {k: v for k, v in (base_card or {}).items() if k not in ("config", "weights_sha256", "id", "kind")}
         bc.setdefault("transform", card["transform"])
@@ -520,6 +635,15 @@ class Predictor:
             raise ValueError(f"{path}: not a fine-tuned regression model (kind {self.card.get('kind')!r})")
         self.transform = tfm.from_dict(self.card["transform"])
         self.targets = list(self.card["targets"])
+        self.calibration = None
+        cal = self.card.get("calibration_file")
+        if cal:
+            from safetensors.numpy import load_file
+
+            f = checkpoint.paths(path)[0].parent / cal["file"]
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: calibration file of model {self.card.get('id')} is missing")
+            self.calibration = load_file(str(f))
         self.mae = None
         ood = self.card.get("ood")
         if ood:
@@ -537,11 +661,21 @@ class Predictor:
         self.transform = tfm.from_dict(card["transform"])
         self.targets = list(card["targets"])
         self.mae = mae if card.get("ood") else None
+        self.calibration = getattr(model, "calibration", None)
         return self
 
     @property
     def model_id(self) -> str:
         return self.card.get("id", "unsaved")
+
+    def half_width(self, target: str, j: int, E: np.ndarray) -> np.ndarray:
+        """Interval half-width (wt%) per spectrum: the calibrated quantile, times the leverage scale
+        of the embedding when the card's calibration chose normalised scores."""
+        c = (self.card.get("conformal") or {}).get(target, {})
+        if c.get("method") == "normalised" and self.calibration is not None and c.get("q_normalised") is not None:
+            return c["q_normalised"] * mean_leverage_scale(self.calibration, E, j)
+        q = c.get("q")
+        return np.full(len(E), np.inf if q is None else float(q))
 
     def predict_counts(self, counts, grid=None, *, batch: int = 256, progress=no_progress,
                        token=None) -> pd.DataFrame:
@@ -549,7 +683,7 @@ class Predictor:
 
         cfg = self.model.cfg
         Xin = tfm.prepare(counts, cfg, self.transform, src_grid=grid)
-        outs = []
+        outs, embs = [], []
         self.model.to(self.device).eval()
         with torch.no_grad():
             for i in range(0, len(Xin), batch):
@@ -557,16 +691,21 @@ class Predictor:
                     token.raise_if_cancelled()
                 xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(self.device)
                 with _autocast(self.device):
-                    outs.append(self.model(xb).float().cpu().numpy())
+                    e = self.model.embed(xb)
+                    o = self.model.fc(e).float()
+                if cfg.head == "sigmoid100":
+                    o = o * 100
+                outs.append(o.cpu().numpy())
+                embs.append(e.float().cpu().numpy())
                 progress(min(i + batch, len(Xin)), len(Xin), "predicting")
         Zp = np.concatenate(outs) if outs else np.zeros((0, len(self.targets)))
+        E = np.concatenate(embs) if embs else np.zeros((0, cfg.embed_dim))
         df = pd.DataFrame(index=range(len(Xin)))
         for j, t in enumerate(self.targets):
             st = self.card["target_stats"][t]
             p = np.clip(Zp[:, j] * st["std"] + st["mean"], 0, 100)
-            q = (self.card.get("conformal") or {}).get(t, {}).get("q")
-            q = np.inf if q is None else q
-            df[t], df[f"{t}_lo"], df[f"{t}_hi"] = p, np.clip(p - q, 0, 100), np.clip(p + q, 0, 100)
+            half = self.half_width(t, j, E)
+            df[t], df[f"{t}_lo"], df[f"{t}_hi"] = p, np.clip(p - half, 0, 100), np.clip(p + half, 0, 100)
         for t in TARGETS:
             if t not in df:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
