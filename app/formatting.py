@@ -13,7 +13,8 @@ def sig(x, digits: int = 4, unit: str = "") -> str:
         return "-"
     if not math.isfinite(v):
         return "-"
-    s = f"{v:.{digits}g}"
+    # whole numbers up to a million as plain digits (1117 counts, not 1.12e+03)
+    s = f"{v:.0f}" if 10 ** digits <= abs(v) < 1e7 else f"{v:.{digits}g}"
     return f"{s} {unit}" if unit else s
 
 

@@ -85,12 +85,15 @@ class ModelActions:
         self.finetune_dialog = dlg
         dlg.exec()
         if dlg.result is not None:
-            self.training.reset()
-            self.training.loss_plot.setVisible(dlg.result["card"].get("mode") != "head")
-            self.training.show_validation(dlg.result["measured"], dlg.result["predicted"],
-                                          dlg.result["card"].get("metrics", {}),
-                                          fit=dlg.result.get("fit", "validation"),
-                                          scheme=dlg.result.get("scheme", ""))
+            self.show_finetune_result(dlg.result)
+
+    def show_finetune_result(self, result: dict) -> None:
+        """The Training tab keeps the last fine-tune's validation after its dialog is closed."""
+        self.training.reset()
+        self.training.loss_plot.setVisible(result["card"].get("mode") != "head")
+        self.training.show_validation(result["measured"], result["predicted"],
+                                      result["card"].get("metrics", {}), fit=result.get("fit", "validation"),
+                                      scheme=result.get("scheme", ""))
 
     def predict(self) -> None:
         if self.view is None or not self.model_path:
@@ -216,5 +219,5 @@ def recon_model_label(model) -> str:
     name = model_name(card, p)
     sim = ", SIMULATED training data" if card.get("simulated_data") else ""
     if p.stem == "base_mae":
-        return f"{name} (the base model of {p.parent.name}{sim})"
+        return f"{name} (base of the fine-tuned model{sim})"
     return f"{name}{f' ({sim[2:]})' if sim else ''}"

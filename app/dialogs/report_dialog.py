@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderView, QLabel,
                                QPushButton, QTableView, QVBoxLayout, QWidget)
 
@@ -50,6 +51,8 @@ class ReportTable(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSortingEnabled(False)
+        self.table.setTextElideMode(Qt.ElideMiddle)
+        self.table.setWordWrap(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.export_btn = QPushButton("Export CSV…")
@@ -65,6 +68,12 @@ class ReportTable(QWidget):
         self.summary.setText(summary)
         self.header = header
         self.table.resizeColumnsToContents()
+        # long file paths are elided in the middle (file name kept) so the status, message, core
+        # and run columns stay in view; the tooltip shows the whole path
+        cap = 420
+        for c in range(self.model.columnCount()):
+            if self.table.columnWidth(c) > cap:
+                self.table.setColumnWidth(c, cap)
 
     def _export(self) -> None:
         try:

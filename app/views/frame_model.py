@@ -30,7 +30,7 @@ class FrameModel(QAbstractTableModel):
         if not index.isValid():
             return None
         v = self.df.iat[index.row(), index.column()]
-        if role == Qt.DisplayRole:
+        if role in (Qt.DisplayRole, Qt.ToolTipRole):   # tooltip: the whole text of an elided cell
             if isinstance(v, (float, np.floating)):
                 return "" if np.isnan(v) else f"{v:.6g}"
             return "" if v is None else str(v)

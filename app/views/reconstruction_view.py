@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
                                QVBoxLayout, QWidget)
 
+from app.formatting import sig
 from app.views.downcore_view import runs_of_true
 from app.views.plotting import cache_axes
 
@@ -47,14 +48,15 @@ class ReconstructionView(QWidget):
         self.new_btn.clicked.connect(self.new_mask)
         self.log_box = QCheckBox("Log counts")
         self.log_box.toggled.connect(self._on_log)
-        self.all_box = QCheckBox("Reconstruction on visible channels too")
+        self.all_box = QCheckBox("Also on visible channels")
         self.all_box.setToolTip("By default the reconstruction is drawn only where the model could not "
                                 "see the spectrum (grey bands): that is the test of the model")
         self.all_box.toggled.connect(self._redraw)
         self.error_label = QLabel("No reconstruction yet")
         self.title = QLabel("Reconstruction: open a project and a model")
-        for lab in (self.title, self.error_label):   # long texts must not widen the whole tab
+        for lab in (self.title, self.error_label):   # long texts wrap instead of widening the tab
             lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+            lab.setWordWrap(True)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Mask ratio"))
@@ -125,14 +127,16 @@ class ReconstructionView(QWidget):
             self.mask_regions.append(r)
         parts = []
         for key, text, fmt in (("relative_hidden", "relative error on hidden channels", "{:.1%}"),
-                               ("rmse_hidden", "RMSE on hidden channels", "{:.3g} counts"),
-                               ("loss", "masked loss (model space)", "{:.3g}")):
+                               ("rmse_hidden", "RMSE on hidden channels", "counts"),
+                               ("loss", "masked loss (model space)", "")):
             v = result.get(key)
             if v is not None and np.size(v) == 1:
-                parts.append(f"{text}: {fmt.format(float(np.ravel(v)[0]))}")
+                v = float(np.ravel(v)[0])
+                parts.append(f"{text}: " + (fmt.format(v) if "{" in fmt else sig(v, 3, fmt)))
         share = mask.mean() if len(mask) else 0.0
         self.error_label.setText("Reconstruction error — " + ",  ".join(parts)
-                                 + f"   (hidden: {share:.0%} of channels, grey bands; mask {self.seed})")
+                                 + f".  Hidden from the model: {share:.0%} of the channels (grey bands), "
+                                   f"mask {self.seed}.")
         if title:
             self.title.setText(title)
 

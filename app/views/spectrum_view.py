@@ -191,15 +191,20 @@ class SpectrumView(QWidget):
         lo = float(self.energies[0]) if len(self.energies) else 0.0
         in_range = [r for r in self.lines if r[0] in chosen and lo <= r[2] <= hi]
         has_k = {el for el, line, _ in in_range if line.upper().startswith("K")}
-        for el, line, kev in in_range:
+        last_kev, last_pos = -1e9, 0.80   # labels of neighbouring lines take turns in height
+        for el, line, kev in sorted(in_range, key=lambda r: r[2]):
             if el in has_k and not line.upper().startswith("K"):
                 continue  # the K lines identify it; its L lines sit in the crowded low-energy end
             major = line.lower() in ("ka", "ka1") or (el not in has_k and line.lower() in ("la", "la1"))
+            pos = 0.92
+            if major:
+                pos = 0.80 if kev - last_kev < 0.45 and last_pos == 0.92 else 0.92
+                last_kev, last_pos = kev, pos
             m = pg.InfiniteLine(pos=kev, angle=90, movable=False,
                                 pen=pg.mkPen("#888888" if major else "#bbbbbb",
                                              style=Qt.DashLine if major else Qt.DotLine),
                                 label=f"{el} {line}" if major else None,
-                                labelOpts={"position": 0.92, "color": "#444444", "rotateAxis": (1, 0),
+                                labelOpts={"position": pos, "color": "#444444", "rotateAxis": (1, 0),
                                            "anchors": [(0, 0), (0, 0)]})
             self.plot.addItem(m, ignoreBounds=True)
             self._markers.append(m)

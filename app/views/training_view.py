@@ -98,7 +98,7 @@ class TrainingView(QWidget):
         held_out = fit == "validation"
         if held_out:
             self.pvm_title.setText("<b>Validation</b>: predicted vs measured on held-out lab samples"
-                                   + (f" ({scheme})" if scheme else ""))
+                                   + (f", {scheme}" if scheme else ""))
         else:
             self.pvm_title.setText("<b>Fit on the labelled samples</b> (in-sample, optimistic: not a "
                                    "validation; the R²/RMSE below are out-of-fold)")
@@ -118,7 +118,7 @@ class TrainingView(QWidget):
                 lo = float(min(m[ok].min(), p[ok].min()))
                 hi = float(max(m[ok].max(), p[ok].max()))
                 pad = 0.05 * (hi - lo or 1.0)
-                lo, hi = max(lo - pad, 0.0), hi + pad
+                lo, hi = lo - pad, hi + pad
                 plot.plot([lo, hi], [lo, hi], pen=pg.mkPen("#999999", style=Qt.DashLine))
                 plot.plot(m[ok], p[ok], pen=None, symbol="o", symbolSize=6,
                           symbolBrush=self.TARGET_COLOURS.get(t, "#7f3f98"), symbolPen=pg.mkPen("k", width=0.5))
@@ -128,7 +128,7 @@ class TrainingView(QWidget):
         for t, m in metrics.items():
             if isinstance(m, dict):
                 parts.append(f"{t}: {_metric_text(m)}")
-        lead = "Validation" + (f" ({scheme})" if scheme else "")
+        lead = "Validation" + (f", {scheme}" if scheme else "")
         self.metrics.setText(f"{lead} — " + ";  ".join(parts) if parts else "")
 
 

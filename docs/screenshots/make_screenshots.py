@@ -75,7 +75,7 @@ def main() -> int:
     win.open_sample_core()
     pump(lambda: win.view is not None and win.is_idle())
     base = win.base_model()
-    caption = "shipped foundation model"
+    caption = f"the shipped foundation model {Path(base).name}" if base else ""
     if not base:
         win.pretrain_options = {"window_channels": 512}
         from PySide6.QtWidgets import QInputDialog, QMessageBox
@@ -96,6 +96,7 @@ def main() -> int:
     pump(lambda: f.outcome != "", timeout=3600)
     shot(f, "finetune.png")
     f.close()
+    win.show_finetune_result(f.result)
 
     win.predict()
     pump(lambda: win.view is not None and win.view.prediction is not None and win.is_idle())
@@ -105,9 +106,12 @@ def main() -> int:
     win.select_depth(2800.0)
     win.tabs.setCurrentWidget(win.spectrum)
     shot(win, "main_window.png")
+    win.select_depth(2300.0)           # a typical depth (2795 mm is flagged out of distribution)
     win.tabs.setCurrentWidget(win.recon)
     pump(lambda: win.recon.masked_spans() > 0 and win.is_idle())
     shot(win, "reconstruction.png")
+    win.tabs.setCurrentWidget(win.training)
+    shot(win, "training_tab.png")
     (out / "CAPTIONS.txt").write_text(
         "Screenshots of xrfcore-gui on the bundled SIMULATED sample core (not real data), made by "
         f"docs/screenshots/make_screenshots.py under Xvfb; base model: {caption}.\n")

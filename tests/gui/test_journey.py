@@ -216,7 +216,7 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     first = [r.getRegion() for r in w.recon.mask_regions]
     assert len(w.recon.recon.getData()[0]) > 0 and "hidden" in w.recon.error_label.text()
     # the fine-tuned model's own base autoencoder reconstructs, named in the title
-    assert w.recon_model().endswith("base_mae") and "base model of finetuned-" in w.recon.title.text()
+    assert w.recon_model().endswith("base_mae") and "base of the fine-tuned model" in w.recon.title.text()
     y = w.recon.recon.getData()[1]
     assert np.nanmin(y) >= 0 and np.isnan(y).any()          # hidden channels only, no negative counts
     w.recon.new_mask()
