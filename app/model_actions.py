@@ -86,6 +86,8 @@ class ModelActions:
         dlg.exec()
         if dlg.result is not None:
             self.show_finetune_result(dlg.result)
+            if dlg.predict_after:
+                self.predict()
 
     def show_finetune_result(self, result: dict) -> None:
         """The Training tab keeps the last fine-tune's validation after its dialog is closed."""

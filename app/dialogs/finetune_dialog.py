@@ -96,10 +96,17 @@ class FinetuneDialog(QDialog):
         self.cancel_btn.clicked.connect(self.cancel)
         self.close_btn = QPushButton("Close")
         self.close_btn.clicked.connect(self.reject)
+        # the next step of the journey from here: close and predict every depth of the core
+        self.predict_after = False
+        self.predict_btn = QPushButton("Predict the core")
+        self.predict_btn.setToolTip("Close this window and predict CaCO3/TOC at every depth with the new model")
+        self.predict_btn.setEnabled(False)
+        self.predict_btn.clicked.connect(self._predict_now)
         row = QHBoxLayout()
         row.addWidget(self.bar, 1)
         row.addWidget(self.start_btn)
         row.addWidget(self.cancel_btn)
+        row.addWidget(self.predict_btn)
         row.addWidget(self.close_btn)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
@@ -133,6 +140,7 @@ class FinetuneDialog(QDialog):
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
         self.view.reset()
+        self.predict_btn.setEnabled(False)
         # head mode fits a ridge head in one step: there is no loss curve to watch
         self.view.loss_plot.setVisible(s["mode"] != "head")
         self.status.setText("Fine-tuning…")
@@ -171,11 +179,14 @@ class FinetuneDialog(QDialog):
         base = (card.get("base_model") or {}).get("id") or ""
         base_name = self.base.currentText().split(" (")[0] if self.base.currentData() else base
         self.status.setText(f"Saved model {model_name(card)} (base: {base_name}) in "
-                            f"{short_path(Path(result['path']).parent)}.{sim}  Next: close this window "
-                            "and use Model > Predict.")
+                            f"{short_path(Path(result['path']).parent)}.{sim}  Next: Predict the core.")
         self.status.setToolTip(str(Path(result["path"]).parent))
         self._finish()
         self.modelReady.emit(result["path"])
+
+    def _predict_now(self) -> None:
+        self.predict_after = True
+        self.accept()
 
     def _on_failed(self, message: str) -> None:
         self.outcome = "failed"
@@ -191,6 +202,7 @@ class FinetuneDialog(QDialog):
     def _finish(self) -> None:
         self.start_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
+        self.predict_btn.setEnabled(self.outcome == "ok")
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if self.outcome == "ok" else 0)
 

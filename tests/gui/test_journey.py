@@ -160,15 +160,23 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     assert f"Next: Fine-tune… ({n_labels} lab samples, foundation model tiny_mae)" in w.banner.text()
     assert len(w.downcore.panels["CaCO3"].labs.data) == n_labels
 
-    # fine-tune, head mode, tiny model
-    from app.dialogs.finetune_dialog import FinetuneDialog
-    d = FinetuneDialog(str(project), w, device="cpu", base_model=str(tiny_mae), cuda=False)
-    qtbot.addWidget(d)
-    d.modelReady.connect(w.set_model)
-    assert d.head.isChecked() and d.settings()["base_model"] == str(tiny_mae)
-    d.start()
-    qtbot.waitUntil(lambda: d.outcome != "", timeout=120_000)
-    assert d.outcome == "ok", d.status.text()
+    # fine-tune, head mode, tiny model, from the main window; "Predict the core" closes and predicts
+    from app.dialogs import finetune_dialog
+    dialogs = []
+
+    def run_then_predict(self):
+        dialogs.append(self)
+        assert self.head.isChecked() and self.settings()["base_model"] == str(tiny_mae)
+        assert not self.predict_btn.isEnabled()
+        self.start()
+        qtbot.waitUntil(lambda: self.outcome != "", timeout=120_000)
+        assert self.outcome == "ok", self.status.text()
+        assert self.predict_btn.isEnabled()
+        self.predict_btn.click()
+        return 1
+    monkeypatch.setattr(finetune_dialog.FinetuneDialog, "exec", run_then_predict)
+    w.finetune()
+    d = dialogs[0]
     card = d.result["card"]
     assert set(card["metrics"]) == {"CaCO3", "TOC"}
     assert "R²" in d.view.metrics.text() and "RMSE" in d.view.metrics.text()
@@ -176,12 +184,12 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     assert ("Validation" in d.view.pvm_title.text()) == (d.result["fit"] == "validation")
     assert "None" not in d.status.text() and "Saved model" in d.status.text()
     assert w.model_path == d.result["path"]
-    assert "Next: Predict" in w.banner.text()
+    assert set(w.training.pvm_plots) == {"CaCO3", "TOC"}   # the Training tab keeps the validation
 
-    # predict: stored in the project, drawn with bands and OOD shading
-    w.predict()
+    # predict (started by the dialog's button): stored in the project, drawn with bands and OOD shading
     qtbot.waitUntil(lambda: w.view is not None and w.view.prediction is not None, timeout=120_000)
     wait_idle(qtbot, w)
+    assert "Next:" not in w.banner.text()
     assert w.downcore.panels["CaCO3"].has_data and w.downcore.panels["TOC"].has_data
     x_lo, _ = w.downcore.panels["CaCO3"].lo.getData()
     x_mid, _ = w.downcore.panels["CaCO3"].line.getData()
