@@ -139,7 +139,7 @@ class LabelsDialog(QDialog):
             summary = f"{len(self.lab.samples)} samples read (no project open to match against)"
         self.unmatched.set_report(rep, f"{len(rep)} rows not used or flagged")
         notes = "; ".join(self.lab.notes)
-        sim = "  These lab values are SIMULATED." if self.lab.simulated else ""
+        sim = ".  These lab values are SIMULATED." if self.lab.simulated else ""
         self.status.setText(summary + (f" ({notes})" if notes else "") + sim)
         n = len(self.match.samples) if self.match is not None else len(self.lab.samples)
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(n > 0)
