@@ -34,8 +34,9 @@ class TrainingView(QWidget):
         super().__init__(parent)
         self.loss_plot = pg.PlotWidget(background="w", title="Loss")
         self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setLogMode(y=True)
-        self.loss_plot.addLegend()
+        self.loss_plot.addLegend(offset=(-10, 10))   # top right: curves start top left
         self.train_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#1f77b4", width=1.3), name="train")
         self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#ff7f0e", width=1.3),
                                              symbol="o", symbolSize=4, name="validation")
@@ -78,6 +79,8 @@ class TrainingView(QWidget):
 
     def add_progress(self, done: int, total: int, message: str) -> None:
         losses = parse_losses(message)
+        if losses and not self.train and not self.val:   # fine-tuning counts epochs, pretraining steps
+            self.loss_plot.setLabel("bottom", "epoch" if "epoch" in (message or "").lower() else "step")
         if "train" in losses and np.isfinite(losses["train"]) and losses["train"] > 0:
             self.train.append((done, losses["train"]))
             x, y = zip(*self.train)

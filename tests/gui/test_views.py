@@ -109,6 +109,7 @@ def test_training_view_parses_losses_and_shows_metrics(qtbot):
     v.add_progress(1, 10, "epoch 1: train 0.5 val 0.7")
     v.add_progress(2, 10, "epoch 2: train 0.4 val 0.6")
     assert v.train == [(1, 0.5), (2, 0.4)] and v.val == [(1, 0.7), (2, 0.6)]
+    assert v.loss_plot.getPlotItem().getAxis("bottom").labelText == "epoch"
     v.show_validation({"CaCO3": [1, 2, 3]}, {"CaCO3": [1.1, 2.0, 2.9]}, {"CaCO3": {"r2": 0.97, "rmse": 0.08}})
     assert "R² 0.970" in v.metrics.text() and "RMSE 0.08" in v.metrics.text()
 
