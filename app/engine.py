@@ -170,6 +170,15 @@ def find_models(kind: str | None = None) -> list[tuple[Path, dict]]:
     return [(Path(e["card_path"]), e) for e in models_registry.list_models(kind=kind) if "error" not in e]
 
 
+def find_model_by_id(model_id: str, kind: str = "regressor") -> str:
+    """Stem path of the installed model whose card id is ``model_id`` ('' when none): a project's
+    stored predictions name their model by id, so reopening the project finds it again."""
+    for card_path, card in find_models(kind):
+        if model_id and card.get("id") == model_id:
+            return str(card_path.with_suffix(""))
+    return ""
+
+
 def default_foundation_model() -> str:
     """Stem path of the default foundation model ('' when none is installed)."""
     from xrfcore import models_registry

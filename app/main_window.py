@@ -436,6 +436,15 @@ class MainWindow(ModelActions, QMainWindow):
         self.show_labels()
         if view.prediction is not None:
             self._draw_prediction(view.prediction, view.prediction_meta)
+            if not self.model_path:
+                # the model that made the stored predictions, when it is installed: Predict and
+                # the reconstruction view (its base autoencoder) use it again
+                df = view.prediction
+                mid = (view.prediction_meta or {}).get("model_id") or (
+                    str(df["model_id"].iloc[0]) if "model_id" in df and len(df) else "")
+                found = engine.find_model_by_id(mid)
+                if found:
+                    self.set_model(found)
         for nd in list(self.traces):
             self._draw_trace(nd)
         self.idx = 0

@@ -149,9 +149,9 @@ def measure_gaps(app, seconds: float, until=None) -> list[float]:
 
 def base_model(tmp: Path) -> tuple[str, str]:
     from app import engine
-    found = engine.find_models("mae")
-    if found:
-        return str(found[0][0].with_suffix("")), "shipped"
+    default = engine.default_foundation_model()   # the app's default: the shipped model
+    if default:
+        return default, f"default {Path(default).name}"
     import torch
     from xrfcore.model import checkpoint
     from xrfcore.model.config import ModelConfig

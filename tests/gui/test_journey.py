@@ -190,6 +190,13 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     qtbot.waitUntil(lambda: w.view is not None and w.view.prediction is not None, timeout=120_000)
     wait_idle(qtbot, w)
     assert "Next:" not in w.banner.text()
+    # reopened in a later session, the project finds the installed model of its predictions
+    w.model_path = None
+    w.open_project(str(project))
+    qtbot.waitUntil(lambda: w.model_path is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    from pathlib import Path
+    assert Path(w.model_path).resolve() == Path(d.result["path"]).resolve()
     assert w.downcore.panels["CaCO3"].has_data and w.downcore.panels["TOC"].has_data
     x_lo, _ = w.downcore.panels["CaCO3"].lo.getData()
     x_mid, _ = w.downcore.panels["CaCO3"].line.getData()
