@@ -99,14 +99,14 @@ class Autopilot(QObject):
         print(f"self-test: base model {Path(base).name}")
 
         def fine(res):
-            w.set_model(res["path"])
-            w.start_job(engine.predict_project, w.project, w.view.core, w.view.run, res["path"],
+            w.start_job(engine.predict_table, w.project, w.view.core, w.view.run, res["path"],
                         device="cpu", name="predict", uses_torch=True, text="self-test predict",
                         on_success=predicted, on_failed=lambda m: self._fail("predict failed: " + m))
 
-        def predicted(model_id):
-            df, _ = engine.read_predictions(w.project, w.view.core, model_id)
-            ok = len(df) > 0 and df["CaCO3"].notna().all()
+        def predicted(df):
+            model_id = str(df["model_id"].iloc[0]) if len(df) else "?"
+            ok = len(df) == len(w.view.depth) and len(df) > 0 and df["CaCO3"].notna().all() \
+                and df["TOC"].notna().all()
             print(f"self-test: {len(df)} depths predicted by {model_id}: {'ok' if ok else 'FAILED'}")
             self.timer.stop()
             self.done.emit(0 if ok else 1)

@@ -293,6 +293,14 @@ def predict_project(project, core, run, model_path, *, device="auto", progress=n
     return str(df["model_id"].iloc[0]) if len(df) else ""
 
 
+def predict_table(project, core, run, model_path, *, device="auto", progress=no_progress, token=None):
+    """Predict every depth of a core without storing anything (the self-test: the user's project
+    keeps no predictions of a throw-away model)."""
+    from xrfcore import predict
+    return predict.predict_core(project, core, model_path, run=run, device=device, progress=progress,
+                                token=token, store=False)
+
+
 def export_predictions(project, core, model_id, path, *, progress=no_progress, token=None) -> str:
     from xrfcore import predict
     predict.export_core(project, core, model_id, path)

@@ -33,3 +33,8 @@ def test_self_test_with_the_shipped_default_model(qapp, sample_core, no_hook, ap
     assert main(["--self-test", "--timeout", "300"]) == 0
     out = capsys.readouterr().out
     assert f"base model {models_registry.DEFAULT_MODEL}" in out and "300 depths predicted" in out
+    # the throw-away model's predictions are not left in the user's sample project
+    from app.settings import projects_dir
+    from xrfcore import store
+    with store.Project.open(projects_dir() / "sample_core_SIMULATED.h5") as p:
+        assert p.predictions("SIM01-1") == []
