@@ -145,6 +145,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.recon = ReconstructionView()
         self.recon.requested.connect(self.reconstruct)
         self.training = TrainingView()
+        self.training.loss_plot.setVisible(False)   # shown by pretraining and full fine-tuning
         self.tabs = QTabWidget()
         self.tabs.addTab(self.spectrum, "Spectrum")
         self.tabs.addTab(self.recon, "Reconstruction")

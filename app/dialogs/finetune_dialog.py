@@ -85,6 +85,9 @@ class FinetuneDialog(QDialog):
         form.addRow("Base model", brow)
 
         self.view = TrainingView()
+        self.view.loss_plot.setVisible(False)
+        self.view.pvm_title.setText("Start: the model is fitted to the lab samples, then checked on "
+                                    "samples it did not see (validation, shown here).")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.bar = QProgressBar()
@@ -141,6 +144,7 @@ class FinetuneDialog(QDialog):
         out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
         self.view.reset()
         self.predict_btn.setEnabled(False)
+        self.view.pvm_title.setText("Fine-tuning…")
         # head mode fits a ridge head in one step: there is no loss curve to watch
         self.view.loss_plot.setVisible(s["mode"] != "head")
         self.status.setText("Fine-tuning…")

@@ -74,7 +74,8 @@ class TrainingView(QWidget):
         self.pvm.clear()
         self.pvm_plots = {}
         self.fit = ""
-        self.pvm_title.setText("Predicted vs measured: after fine-tuning")
+        self.pvm_title.setText("Nothing trained in this session yet. Model > Fine-tune… shows here how "
+                               "well the model predicts lab samples it did not see (validation).")
         self.metrics.setText("")
 
     def add_progress(self, done: int, total: int, message: str) -> None:
