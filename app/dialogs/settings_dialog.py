@@ -1,6 +1,8 @@
 """Settings: device, default foundation model, projects folder, recent projects; shows data folders."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout)
 
@@ -20,7 +22,8 @@ class SettingsDialog(QDialog):
         self.device.setCurrentText(settings.device)
         form.addRow("Device", self.device)
         self.model = QComboBox()
-        self.model.addItem("(shipped default)", "")
+        shipped = Path(engine.default_foundation_model()).name if engine.default_foundation_model() else "none installed"
+        self.model.addItem(f"(shipped default: {shipped})", "")
         for card_path, card in engine.find_models("mae"):
             self.model.addItem(engine.describe_model(card_path, card), str(card_path.with_suffix("")))
         i = self.model.findData(settings.default_model)
