@@ -384,6 +384,7 @@ class MainWindow(ModelActions, QMainWindow):
                 citem.addChild(ritem)
             for mid in c.get("predictions", []):
                 pitem = QTreeWidgetItem([f"prediction: {mid}"])
+                pitem.setToolTip(0, f"CaCO3/TOC predicted by model {mid}: click to show it")
                 pitem.setData(0, Qt.UserRole, (c["core"], "prediction:" + mid))
                 citem.addChild(pitem)
             if first is None and c["runs"]:
