@@ -149,11 +149,11 @@ class SpectrumView(QWidget):
         vb = self.plot.getViewBox()
         lo, hi = vb.viewRange()[1]
         if self.log_box.isChecked():
-            want = np.log10(max(top, 1.0)) + 0.25
+            want = np.log10(max(top, 1.0)) + 1.3   # headroom: line labels sit above the peaks
             if want - 0.1 > hi or want < hi - 0.5 or lo > -0.2:
                 vb.setYRange(np.log10(0.5), want, padding=0)
         else:
-            want = top * 1.05
+            want = top * 1.45
             if want > hi or want < hi / 3 or lo != 0:
                 vb.setYRange(0, max(want, 1.0), padding=0)
 
@@ -191,14 +191,14 @@ class SpectrumView(QWidget):
         lo = float(self.energies[0]) if len(self.energies) else 0.0
         in_range = [r for r in self.lines if r[0] in chosen and lo <= r[2] <= hi]
         has_k = {el for el, line, _ in in_range if line.upper().startswith("K")}
-        last_kev, last_pos = -1e9, 0.80   # labels of neighbouring lines take turns in height
+        last_kev, last_pos = -1e9, 0.83   # labels of neighbouring lines take turns in height
         for el, line, kev in sorted(in_range, key=lambda r: r[2]):
             if el in has_k and not line.upper().startswith("K"):
                 continue  # the K lines identify it; its L lines sit in the crowded low-energy end
             major = line.lower() in ("ka", "ka1") or (el not in has_k and line.lower() in ("la", "la1"))
-            pos = 0.92
+            pos = 0.93
             if major:
-                pos = 0.80 if kev - last_kev < 0.45 and last_pos == 0.92 else 0.92
+                pos = 0.83 if kev - last_kev < 0.45 and last_pos == 0.93 else 0.93
                 last_kev, last_pos = kev, pos
             m = pg.InfiniteLine(pos=kev, angle=90, movable=False,
                                 pen=pg.mkPen("#888888" if major else "#bbbbbb",
@@ -239,8 +239,11 @@ class SpectrumView(QWidget):
         self.readout.setText(self.readout_text(vb.mapSceneToView(pos).x()))
 
     def _on_log(self, on: bool) -> None:
+        vb = self.plot.getViewBox()
+        x_range = vb.viewRange()[0]
         self.plot.setLogMode(x=False, y=on)
-        self.plot.getViewBox().setYRange(0, 1, padding=0)  # forces a refit below
+        vb.setXRange(*x_range, padding=0)   # the energy range chosen for the run stays
+        vb.setYRange(0, 1, padding=0)  # forces a refit below
         if self._current is not None:
             self.show_spectrum(self._current, self._current_label)
         for _, counts, item in self._overlays:

@@ -29,6 +29,8 @@ def test_spectrum_view_markers_readout_overlays(qtbot):
     assert v.overlay_labels() == ["a", "b"]
     v.log_box.setChecked(False)
     assert np.array_equal(v.curve.getData()[1], X[0].astype(float))
+    assert v.plot.getViewBox().viewRange()[0][1] < 11.5      # the run's energy range survives the toggle
+    assert v.plot.getViewBox().viewRange()[1][1] > X[0].max() * 1.2   # headroom for the line labels
     v.log_box.setChecked(True)
     assert v.curve.yData.min() >= 0.5            # zero counts drawn at 0.5 on a log axis
     v.clear_overlays()
