@@ -65,7 +65,9 @@ class ImportDialog(QDialog):
         self.pages = QStackedWidget()
         # page 0: settings
         s = QWidget()
-        form = QFormLayout(s)
+        outer = QVBoxLayout(s)
+        form = QFormLayout()
+        outer.addLayout(form)
         self.folder_edit = QLineEdit(folder)
         self.folder_edit.textChanged.connect(self._suggest_project)
         b1 = QPushButton("Browse…")
@@ -110,7 +112,15 @@ class ImportDialog(QDialog):
         brow.addStretch(1)
         brow.addWidget(close0)
         brow.addWidget(self.start_btn)
-        form.addRow(brow)
+        what = QLabel("Every spectrum file (.spe) under the folder is read; files that cannot be used "
+                      "are listed with the reason in the import report. Files already in the project are "
+                      "skipped, so importing a folder again only adds what is new.")
+        what.setWordWrap(True)
+        what.setStyleSheet("color: #555555")
+        outer.addSpacing(12)
+        outer.addWidget(what)
+        outer.addStretch(1)
+        outer.addLayout(brow)
         self.pages.addWidget(s)
 
         # page 1: progress
