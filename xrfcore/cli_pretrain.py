@@ -173,14 +173,15 @@ def cmd_reconstruct(args) -> int:
     if args.out:
         import pandas as pd
 
-        from xrfcore.model.checkpoint import _atomic_write
+        from xrfcore.fileio import atomic_open
 
         df = pd.DataFrame({"channel": np.arange(len(r["measured"])) + model.cfg.window_start,
                            "energy_kev": np.round(r["energies_kev"], 5), "measured": r["measured"],
                            "hidden": r["mask"].astype(int), "reconstruction": np.round(r["reconstruction"], 3),
                            "error": np.round(r["error"], 3)})
         text = "".join(f"# {line}\n" for line in head) + df.to_csv(index=False)
-        _atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        with atomic_open(args.out) as f:
+            f.write(text)
         print(f"wrote {args.out}")
     else:
         print("\n".join(head))

@@ -4,11 +4,11 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
-import os
 import sys
 from pathlib import Path
 
 from xrfcore.cli import UserError, progress_bar
+from xrfcore.fileio import atomic_open
 
 
 def register(sub) -> None:
@@ -128,10 +128,9 @@ def cmd_export_spectra(args) -> int:
     n_ch = channels.pop()
     simulated = any(s.startswith("simulated") for d in data.values() for s in d.meta["scanner"])
     out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     bar = progress_bar("export")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with atomic_open(out, newline="") as fh:
             fh.write(f"# xrfcore {__version__} export-spectra\n"
                      f"# project: {Path(args.project).resolve()}\n# core: {args.core}\n"
                      f"# runs: {', '.join(runs)}\n# rows: {'all (active column marks the used ones)' if args.all else 'active only'}\n"
@@ -152,10 +151,7 @@ def cmd_export_spectra(args) -> int:
                     if done % 200 == 0:
                         bar(done, total, run)
             bar(total, total, "")
-        os.replace(tmp, out)
     finally:
         bar.close()
-        if tmp.exists():
-            tmp.unlink()
     print(f"Wrote {total} spectra of {args.core} ({', '.join(runs)}) to {out}", file=sys.stderr)
     return 0

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xrfcore import __version__, store
+from xrfcore.fileio import atomic_open
 from xrfcore.io import avaatech
 from xrfcore.io.records import ParseError, SpectrumRecord
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
@@ -108,14 +109,8 @@ class ImportReport:
         w.writerow(["path", "status", "message", "core", "run"])
         for f in self.files:
             w.writerow([f.path, f.status, f.message, f.core, f.run])
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        try:
-            tmp.write_text(buf.getvalue(), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_open(path) as f:
+            f.write(buf.getvalue())
 
 
 # --------------------------------------------------------------------------- detection

@@ -10,13 +10,14 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path, PurePath
 
 import numpy as np
+
+from xrfcore.fileio import atomic_open
 
 from .records import ParseError, SpectrumRecord
 
@@ -1009,7 +1010,9 @@ def write_spe(path, counts, meta: dict, *, newline: str = "\r\n", old_header: bo
     if full < len(vals):
         lines.append(" ".join("%7d" % v for v in vals[full:]))
     text = newline.join(lines) + newline
-    _atomic_write(Path(path), text.encode("latin-1", errors="replace"))
+    # no fsync: the simulator writes thousands of files; the rename alone keeps each whole
+    with atomic_open(path, "wb", fsync=False) as fh:
+        fh.write(text.encode("latin-1", errors="replace"))
 
 
 def _name_defaults(meta: dict) -> dict:
@@ -1021,16 +1024,3 @@ def _name_defaults(meta: dict) -> dict:
     return out
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".spe.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from xrfcore.fileio import atomic_open, atomic_path
 from xrfcore.model.config import PRESETS, ModelConfig
 from xrfcore.model.mae import MaskedAutoencoderViT
 from xrfcore.model.regressor import SpectrumRegressor
@@ -67,29 +66,11 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then os.replace: the target is either old or complete, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path, obj) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
 
-    def w(tmp):
-        Path(tmp).write_text(text + "\n", encoding="utf-8")
-
-    _atomic_write(Path(path), w)
+    with atomic_open(path) as f:
+        f.write(text + "\n")
 
 
 def _json_default(o):
@@ -116,7 +97,8 @@ def save(path, model: nn.Module, card: dict) -> Path:
         raise ValueError("the model card needs the input transform ('transform': transform.to_dict())")
     weights, card_path = paths(path)
     tensors = state_tensors(model)
-    _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     digest = sha256_file(weights)
     kind = kind_of(model)
     full = {"format": CARD_FORMAT, "format_version": CARD_VERSION,

@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from xrfcore.model.checkpoint import _atomic_write, state_tensors
+from xrfcore.fileio import atomic_path
+from xrfcore.model.checkpoint import state_tensors
 
 META_KEY = "xrfcore_train_state"
 
@@ -39,7 +40,8 @@ def save_state(path, model, optimizer, meta: dict, scaler=None) -> Path:
                  "python_rng": _listify(random.getstate()),
                  "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None})
     text = json.dumps(full)
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: text}))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: text})
     return path
 
 
