@@ -9,7 +9,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# the team's read-only shared folder sits beside the checkout; XRFCORE_SHARED points elsewhere
+SHARED = Path(os.environ.get("XRFCORE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REALDATA = SHARED / "reference" / "realdata"
 
 

@@ -1,14 +1,12 @@
 """Simulated element areas against the real Avaatech exports (skipped when they are absent)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from xrfcore.simulate import realism
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "realdata"
+from tests.conftest import REALDATA as REAL
 
 
 @pytest.fixture(scope="module")
