@@ -238,7 +238,7 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
                                               for s in match.samples.get("run", []))
     reg, card = ft.finetune(
         str(base_model) if base_model else None, match.X, match.samples, groups=match.samples["core"].to_numpy(),
-        grid=match.grid, mode=mode, targets=tuple(targets), epochs=int(epochs), device=device,
+        grid=match.grid, reference=_ood_reference(project, match), mode=mode, targets=tuple(targets), epochs=int(epochs), device=device,
         labels_info={"files": sorted((meta.get("files") or {}).keys()),
                      "sha256": labels.label_hash(match.samples),
                      "project": str(project)},
@@ -254,6 +254,21 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
         fit = "training fit"
     return {"card": card, "path": str(Path(out_dir) / "model"), "measured": measured,
             "predicted": predicted, "fit": fit, "scheme": (card.get("validation") or {}).get("scheme", "")}
+
+
+def _ood_reference(project, match):
+    """The single spectra of the labelled cores' runs, as ``xrfcore finetune`` uses them for the
+    out-of-distribution reference (the app and the command line flag the same depths); None
+    (xrfcore then uses the labelled spectra) when the runs are not all on the labelled spectra's grid."""
+    from xrfcore import store
+    refs = []
+    with store.Project.open(project) as p:
+        for core, key in match.samples[["core", "run"]].drop_duplicates().itertuples(index=False):
+            rd = p.read_run(core, key)
+            if rd.grid != match.grid:
+                return None
+            refs.append(np.asarray(rd.counts))
+    return np.vstack(refs) if refs else None
 
 
 def validation_points(card: dict):

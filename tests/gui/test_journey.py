@@ -179,6 +179,8 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     d = dialogs[0]
     card = d.result["card"]
     assert set(card["metrics"]) == {"CaCO3", "TOC"}
+    # out-of-distribution reference as `xrfcore finetune` makes it: the labelled core's single spectra
+    assert card["ood"]["reference"] == "single training spectra" and card["ood"]["reference_n"] == 300
     assert "R²" in d.view.metrics.text() and "RMSE" in d.view.metrics.text()
     assert set(d.view.pvm_plots) == {"CaCO3", "TOC"} and not d.view.loss_plot.isVisibleTo(d)
     assert ("Validation" in d.view.pvm_title.text()) == (d.result["fit"] == "validation")
