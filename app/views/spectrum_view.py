@@ -30,6 +30,7 @@ class SpectrumView(QWidget):
         self._current: np.ndarray | None = None
         self._current_label = ""
         self._overlays: list[tuple[str, np.ndarray, pg.PlotDataItem]] = []
+        self._overlay_top = 0.0   # highest count of the overlays: the count axis keeps them in view
         self._markers: list[pg.InfiniteLine] = []
         self.setFocusPolicy(Qt.StrongFocus)
 
@@ -145,7 +146,7 @@ class SpectrumView(QWidget):
         while stepping, the axis (whose text is the costly part of a redraw) mostly stays put."""
         if not len(y):
             return
-        top = float(np.max(y))
+        top = max(float(np.max(y)), self._overlay_top)
         vb = self.plot.getViewBox()
         lo, hi = vb.viewRange()[1]
         if self.log_box.isChecked():
@@ -164,6 +165,9 @@ class SpectrumView(QWidget):
         item = self.plot.plot(self.energies[:n], self._y(counts[:n]),
                               pen=pg.mkPen(colour, width=1), name=label)
         self._overlays.append((label, counts, item))
+        self._overlay_top = max(self._overlay_top, float(np.max(counts[:n])) if n else 0.0)
+        if self._current is not None:
+            self._fit_y(self._y(self._current))   # an overlay stays in view
 
     def overlay_labels(self) -> list[str]:
         return [lab for lab, _, _ in self._overlays]
@@ -172,6 +176,7 @@ class SpectrumView(QWidget):
         for _, _, item in self._overlays:
             self.plot.removeItem(item)
         self._overlays.clear()
+        self._overlay_top = 0.0
 
     def clear(self) -> None:
         self.clear_overlays()

@@ -33,6 +33,8 @@ def test_spectrum_view_markers_readout_overlays(qtbot):
     assert v.plot.getViewBox().viewRange()[1][1] > X[0].max() * 1.2   # headroom for the line labels
     v.log_box.setChecked(True)
     assert v.curve.yData.min() >= 0.5            # zero counts drawn at 0.5 on a log axis
+    v.add_overlay(X[2] * 10, "sum")                          # an overlay far above the spectrum stays in view
+    assert 10 ** v.plot.getViewBox().viewRange()[1][1] > X[2].max() * 10
     v.clear_overlays()
     assert v.overlay_labels() == []
     steps = []
