@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
 from xrfcore import __version__
+from xrfcore.fileio import atomic_open
 
 PREDICTION_COLUMNS = ["core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "CaCO3_hi",
                       "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "model_id"]
@@ -49,23 +47,10 @@ def provenance_lines(provenance: dict) -> list[str]:
 
 
 def write_csv_atomic(path, df: pd.DataFrame, header_lines: list[str], float_format="%.6g") -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            for line in header_lines:
-                f.write(line + "\n")
-            df.to_csv(f, index=False, float_format=float_format, lineterminator="\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, newline="") as f:
+        for line in header_lines:
+            f.write(line + "\n")
+        df.to_csv(f, index=False, float_format=float_format, lineterminator="\n")
 
 
 def write_predictions_csv(path, df: pd.DataFrame, provenance: dict) -> None:

@@ -25,9 +25,8 @@ q_normalised, cv_coverage_*, cv_mean_halfwidth_*). The leverage state is saved b
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -526,10 +525,10 @@ def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None
         from safetensors.numpy import save_file
 
         from xrfcore.export import file_sha256
+        from xrfcore.fileio import atomic_path
 
-        tmp = out / "calibration.safetensors.tmp"
-        save_file({k: np.ascontiguousarray(v) for k, v in lev.items()}, str(tmp))
-        os.replace(tmp, out / "calibration.safetensors")
+        with atomic_path(out / "calibration.safetensors") as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in lev.items()}, str(tmp))
         card["calibration_file"] = {"file": "calibration.safetensors",
                                     "sha256": file_sha256(out / "calibration.safetensors")}
     if mae is not None and card.get("ood"):
