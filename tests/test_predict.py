@@ -98,3 +98,18 @@ def test_interval_coverage_on_held_out_labels(base_path):  # noqa: F811
     for t, c in cover.items():
         assert 0.86 <= c <= 0.94, (t, c)
         assert 0.86 <= card["conformal"][t][f"cv_coverage_{card['conformal'][t]['method']}"] <= 0.94
+
+
+def test_finetune_on_the_projects_stored_lab_samples(tmp_path, base_path):  # noqa: F811
+    """What the app does after Load lab samples: no CSV, the stored table is matched the same way."""
+    proj = tmp_path / "p.h5"
+    truth = make_project(proj, cores=("K1", "K2"), n=40)
+    with pytest.raises(ValueError, match="no lab samples yet"):
+        ft.finetune_project(proj, None, base_path, tmp_path / "m0", mode="head")
+    lab = lab_csv(tmp_path / "lab.csv", truth, step=2)
+    _, card_csv, match_csv = ft.finetune_project(proj, lab, base_path, tmp_path / "m1", mode="head")
+    _, card, match = ft.finetune_project(proj, None, base_path, tmp_path / "m2", mode="head")
+    assert len(match.samples) == len(match_csv.samples) == card["labels"]["matched"]
+    assert card["labels"]["stored_in_project"] is True
+    assert card["labels"]["table_sha256"] == card_csv["labels"]["table_sha256"]
+    assert card["ood"] and card_csv["ood"]

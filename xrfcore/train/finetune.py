@@ -725,17 +725,30 @@ class Predictor:
 
 # --------------------------------------------------------------------------- project-level job
 
+def ood_reference(project_path, samples: pd.DataFrame, grid) -> np.ndarray | None:
+    """The out-of-distribution reference: every active spectrum of the labelled cores' runs, on the
+    model grid (the labelled spectra alone would make ordinary depths look unusual)."""
+    from xrfcore import store as st
+    from xrfcore.labels import _to_grid
+
+    refs = []
+    with st.Project.open(project_path) as p:
+        for core, key in samples[["core", "run"]].drop_duplicates().itertuples(index=False):
+            rd = p.read_run(core, key)
+            refs.append(_to_grid(rd.counts, rd.grid, grid))
+    return np.vstack(refs) if refs else None
+
+
 def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None, depth_unit=None,
                      run=None, tolerance_mm: float = 5.0, store_labels: bool = True, core=None,
                      progress=no_progress, token: CancelToken | None = None, **cfg_fields):
-    """Read a lab CSV, match it to the project's spectra, fine-tune, save into ``out``.
+    """Match lab samples to the project's spectra, fine-tune, save into ``out``.
 
+    ``labels_csv``: a lab CSV (stored in the project after a successful fit), or None for the lab
+    samples already stored in the project (what the app does after *Load lab samples*).
     ``model_path``: a path or an installed model's name; None uses the default foundation model
     (``xrfcore.models_registry.default_model``; FileNotFoundError when none is installed), except
-    with ``mode="scratch"``.
-
-    The lab table is stored in the project (``write_labels``) after a successful fit. The OOD
-    reference is the single active spectra of the labelled cores. Returns (regressor, card, match).
+    with ``mode="scratch"``. Returns (regressor, card, match).
     """
     from xrfcore import labels as lb, store as st
 
@@ -743,35 +756,34 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
     if cfg_fields.get("mode", "head") != "scratch" or model_path is not None:
         from xrfcore import models_registry
         model_path = models_registry.resolve(model_path)  # None -> the default foundation model
-    lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core)
+    if labels_csv is not None:
+        lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core)
+        source, samples_in, simulated = str(labels_csv), lab, lab.simulated
+        info = {"file": str(Path(labels_csv).name), "sha256": lab.sha256}
+    else:
+        with st.Project.open(project_path) as p:
+            samples_in, meta = p.labels(), p.labels_meta()
+        if samples_in is None or not len(samples_in):
+            raise ValueError(f"{project_path}: the project has no lab samples yet; load a lab CSV first")
+        source = f"{project_path} (stored lab samples)"
+        simulated = bool(meta.get("simulated"))
+        info = {"files": sorted((meta.get("files") or {}).keys()), "stored_in_project": True}
     grid = None
     if model_path is not None:
         from xrfcore.model import checkpoint
         from xrfcore.model.config import ModelConfig
         grid = ModelConfig.from_dict(checkpoint.load_card(model_path)["config"]).grid()
-    match = lb.match_project(project_path, lab, run=run, tolerance_mm=tolerance_mm, grid=grid)
+    match = lb.match_project(project_path, samples_in, run=run, tolerance_mm=tolerance_mm, grid=grid)
     if len(match.samples) < 3:
-        raise ValueError(f"{labels_csv}: only {len(match.samples)} samples matched spectra in "
+        raise ValueError(f"{source}: only {len(match.samples)} samples matched spectra in "
                          f"{project_path} ({match.summary()}); first reasons: "
                          + "; ".join(match.report["reason"].astype(str).head(3)))
-    refs = []
-    with st.Project.open(project_path) as p:
-        for core, key in match.samples[["core", "run"]].drop_duplicates().itertuples(index=False):
-            rd = p.read_run(core, key)
-            c = rd.counts
-            if grid is not None:
-                from xrfcore.labels import _to_grid
-                c = _to_grid(c, rd.grid, grid)
-            refs.append(c)
-    reference = np.vstack(refs) if refs else None
-    simulated = lab.simulated or None
+    info.update({"table_sha256": lb.label_hash(match.samples), "matched": int(len(match.samples)),
+                 "report_rows": int(len(match.report)), "simulated": simulated})
     reg, card = finetune(model_path, match.X, match.samples, groups=match.samples["core"].to_numpy(),
-                         grid=match.grid, reference=reference, out=out, progress=progress, token=token,
-                         labels_info={"file": str(Path(labels_csv).name), "sha256": lab.sha256,
-                                      "table_sha256": lb.label_hash(match.samples),
-                                      "matched": int(len(match.samples)),
-                                      "report_rows": int(len(match.report)), "simulated": lab.simulated},
-                         simulated=simulated, **cfg_fields)
-    if store_labels:
+                         grid=match.grid, reference=ood_reference(project_path, match.samples, grid),
+                         out=out, progress=progress, token=token, labels_info=info,
+                         simulated=simulated or None, **cfg_fields)
+    if store_labels and labels_csv is not None:
         lb.store_labels(project_path, lab)
     return reg, card, match
