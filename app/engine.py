@@ -208,23 +208,10 @@ def warm_up(*, progress=no_progress, token=None) -> dict:
     return {"cuda": bool(torch.cuda.is_available()), "threads": torch.get_num_threads()}
 
 
-def _labelled(project):
-    from xrfcore import labels, store
-    with store.Project.open(project) as p:
-        samples = p.labels()
-        meta = p.labels_meta()
-    if samples is None or not len(samples):
-        raise ValueError("this project has no lab samples yet: use File > Load lab samples… first")
-    match = labels.match_project(project, samples)
-    if not len(match.samples):
-        raise ValueError("none of the project's lab samples matches a spectrum (see Load lab samples…)")
-    return samples, meta, match
-
-
 def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaCO3", "TOC"),
                      epochs=60, device="auto", progress=no_progress, token=None) -> dict:
-    """Match the project's lab samples to spectra and fine-tune; the model is saved in out_dir."""
-    from xrfcore import labels
+    """Fine-tune on the lab samples stored in the project (xrfcore matches them, builds the
+    out-of-distribution reference and saves the model in out_dir, exactly as `xrfcore finetune`)."""
     from xrfcore.train import finetune as ft
 
     progress(0, 1, "matching lab samples to spectra")
@@ -233,16 +220,9 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
         if not base_model:
             raise ValueError("no foundation model is installed: choose a model file as the base model, "
                              "or pretrain one (Advanced > Pretrain on this project's spectra)")
-    samples, meta, match = _labelled(project)
-    sim = bool(meta.get("simulated")) or any("simulated" in str(s).lower()
-                                              for s in match.samples.get("run", []))
-    reg, card = ft.finetune(
-        str(base_model) if base_model else None, match.X, match.samples, groups=match.samples["core"].to_numpy(),
-        grid=match.grid, reference=_ood_reference(project, match), mode=mode, targets=tuple(targets), epochs=int(epochs), device=device,
-        labels_info={"files": sorted((meta.get("files") or {}).keys()),
-                     "sha256": labels.label_hash(match.samples),
-                     "project": str(project)},
-        simulated=sim or None, out=str(out_dir), progress=progress, token=token)
+    reg, card, match = ft.finetune_project(
+        str(project), None, str(base_model) if base_model else None, str(out_dir), mode=mode,
+        targets=tuple(targets), epochs=int(epochs), device=device, progress=progress, token=token)
     held_out = validation_points(card)
     if held_out is not None:
         measured, predicted = held_out
@@ -256,45 +236,19 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
             "predicted": predicted, "fit": fit, "scheme": (card.get("validation") or {}).get("scheme", "")}
 
 
-def _ood_reference(project, match):
-    """The single spectra of the labelled cores' runs, as ``xrfcore finetune`` uses them for the
-    out-of-distribution reference (the app and the command line flag the same depths); None
-    (xrfcore then uses the labelled spectra) when the runs are not all on the labelled spectra's grid."""
-    from xrfcore import store
-    refs = []
-    with store.Project.open(project) as p:
-        for core, key in match.samples[["core", "run"]].drop_duplicates().itertuples(index=False):
-            rd = p.read_run(core, key)
-            if rd.grid != match.grid:
-                return None
-            refs.append(np.asarray(rd.counts))
-    return np.vstack(refs) if refs else None
-
-
 def validation_points(card: dict):
     """(measured, predicted) per target from a fine-tuned card's held-out predictions
-    (``card["validation"]["measured"/"predicted"]``: target -> values, None where missing; or rows
-    in the order of ``card["targets"]``); None when the card has none."""
+    (``card["validation"]["measured"/"predicted"]``: target -> values, None where missing);
+    None when the card has none."""
     val = card.get("validation") or {}
     m, p = val.get("measured"), val.get("predicted")
-    if m is None or p is None:
+    if not isinstance(m, dict) or not isinstance(p, dict):
         return None
-    targets = list(card.get("targets") or [])
 
-    def per_target(v):
-        if isinstance(v, dict):
-            return {t: np.array([np.nan if x is None else x for x in v[t]], float) for t in v}
-        rows = np.array([[np.nan if x is None else x for x in np.atleast_1d(r)] for r in v], float)
-        if rows.ndim == 2 and rows.shape[1] == len(targets):
-            return {t: rows[:, j] for j, t in enumerate(targets)}
-        if rows.ndim == 2 and rows.shape[0] == len(targets):
-            return {t: rows[j] for j, t in enumerate(targets)}
-        return None
-    try:
-        m, p = per_target(m), per_target(p)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not m or not p or any(len(m[t]) != len(p.get(t, ())) for t in m):
+    def arrays(v):
+        return {t: np.array([np.nan if x is None else x for x in v[t]], float) for t in v}
+    m, p = arrays(m), arrays(p)
+    if not m or any(len(m[t]) != len(p.get(t, ())) for t in m):
         return None
     return m, p
 

@@ -550,7 +550,6 @@ class MainWindow(ModelActions, QMainWindow):
     def sum_depth_range(self) -> None:
         if self.view is None:
             return
-        lo, hi = float(self.view.depth[0]), float(self.view.depth[-1])
         text, ok = QInputDialog.getText(self, "Sum depth range", "Depth range in mm (from-to):",
                                         text=f"{self.view.depth[self.idx]:.0f}-{self.view.depth[self.idx] + 100:.0f}")
         if not ok:

@@ -164,9 +164,6 @@ def test_validation_points_from_card():
     m, p = validation_points({"targets": ["CaCO3", "TOC"], "validation": {
         "measured": {"CaCO3": [1.0, 2.0], "TOC": [None, 0.5]}, "predicted": {"CaCO3": [1.5, 2.5], "TOC": [0.4, 0.6]}}})
     assert np.isnan(m["TOC"][0]) and p["CaCO3"].tolist() == [1.5, 2.5]
-    m, p = validation_points({"targets": ["CaCO3", "TOC"], "validation": {          # rows, targets order
-        "measured": [[1.0, 0.2], [2.0, None]], "predicted": [[1.1, 0.3], [1.9, 0.4]]}})
-    assert m["CaCO3"].tolist() == [1.0, 2.0] and np.isnan(m["TOC"][1]) and p["TOC"].tolist() == [0.3, 0.4]
 
 
 def test_job_thread_progress_result_cancel_and_failure(qtbot):
