@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import platformdirs
+
+from xrfcore.fileio import atomic_open
 
 APP = "xrfcore"
 MAX_RECENT = 8
@@ -84,11 +85,8 @@ class Settings:
 
     def save(self) -> None:
         # temp file then os.replace: a crash never leaves half a settings file
-        target = self.path()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_open(self.path()) as f:
             json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, target)
 
     def add_recent(self, project: str | Path) -> None:
         p = str(Path(project).resolve())

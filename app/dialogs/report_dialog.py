@@ -20,22 +20,12 @@ def save_frame_csv(parent, df: pd.DataFrame, suggested: str, header: str = "") -
 
 
 def write_frame_csv(path, df: pd.DataFrame, header: str = "") -> None:
-    import os
-    import tempfile
-    from pathlib import Path
+    from xrfcore.fileio import atomic_open
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            for line in header.splitlines():
-                f.write(f"# {line}\n")
-            df.to_csv(f, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, newline="") as f:
+        for line in header.splitlines():
+            f.write(f"# {line}\n")
+        df.to_csv(f, index=False)
 
 
 class ReportTable(QWidget):
