@@ -108,3 +108,13 @@ def test_grid_like_objects_accepted():
     y = resample(x, G(2048, 0.02, 0.0), {"channels": 1024, "gain_kev": 0.04, "offset_kev": 0.01})
     assert y.shape == (1024,)
     assert y.sum() == pytest.approx(x.sum(), rel=1e-12)
+
+
+def test_on_grid_passes_same_grid_through_and_resamples_others():
+    from xrfcore.energy import Grid, on_grid
+    x = np.arange(20.0).reshape(2, 10)
+    src = Grid(10, 0.02, 0.0)
+    assert on_grid(x, src, {"channels": 10, "gain_kev": 0.02, "offset_kev": 0.0}) is x
+    assert on_grid(x, src, None) is x
+    y = on_grid(x, src, Grid(10, 0.04, 0.0))   # covers the source range: totals kept
+    assert y.shape == (2, 10) and np.allclose(y.sum(axis=1), x.sum(axis=1))

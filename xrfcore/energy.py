@@ -66,6 +66,14 @@ def as_grid(g) -> Grid:
     return Grid(g.channels, g.gain_kev, g.offset_kev)
 
 
+def on_grid(counts, src, dst) -> np.ndarray:
+    """``counts`` on grid ``dst``: returned as they are when ``src`` is the same grid (or either is
+    None), otherwise resampled (count-conserving, float64)."""
+    if src is None or dst is None or as_grid(src) == as_grid(dst):
+        return np.asarray(counts)
+    return resample(counts, src, dst)
+
+
 @lru_cache(maxsize=64)
 def _weights(src: Grid, dst: Grid) -> tuple[np.ndarray, np.ndarray]:
     """For each destination edge: the source edge index below it and the fraction beyond."""

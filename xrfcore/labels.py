@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xrfcore import energy
+
 TARGETS = ("CaCO3", "TOC")
 ROLES = ("core", "top", "bottom", "mid", "CaCO3", "TOC", "sample")
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
@@ -352,11 +354,11 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
             issues += iss
             if not kept:
                 continue
-            X = _to_grid(X, rd.grid, grid)
+            X = energy.on_grid(X, rd.grid, grid)
             if out_grid is None:
                 out_grid = rd.grid
-            elif grid is None and tuple(_grid_tuple(rd.grid)) != tuple(_grid_tuple(out_grid)):
-                X = _to_grid(X, rd.grid, out_grid)
+            elif grid is None:
+                X = energy.on_grid(X, rd.grid, out_grid)
             m = grp.loc[kept].copy()
             m["run"], m["method"], m["n_spectra"] = key, methods, nspec
             Xs.append(X); parts.append(m)
@@ -371,24 +373,6 @@ def choose_run(runs: list[str]) -> str | None:
         if re.match(r"^10\s*kV", str(r), re.I):
             return r
     return runs[0] if runs else None
-
-
-def _grid_tuple(g):
-    if g is None:
-        return (None,)
-    if isinstance(g, dict):
-        return (g.get("channels"), g.get("gain_kev"), g.get("offset_kev"))
-    return (getattr(g, "channels", None), getattr(g, "gain_kev", None), getattr(g, "offset_kev", None))
-
-
-def _to_grid(X, src, dst):
-    if dst is None or src is None or _grid_tuple(src) == _grid_tuple(dst):
-        return X
-    from xrfcore import energy
-
-    def as_grid(g):
-        return g if isinstance(g, energy.Grid) else energy.Grid(*_grid_tuple(g))
-    return energy.resample(X, as_grid(src), as_grid(dst))
 
 
 def label_hash(samples: pd.DataFrame) -> str:

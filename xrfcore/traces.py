@@ -32,16 +32,10 @@ def line_kev(element: str, line: str | None = None) -> float:
     raise ValueError(f"element {element!r} has no {line} line in the table")
 
 
-def _as_grid(grid) -> energy.Grid:
-    if isinstance(grid, energy.Grid):
-        return grid
-    return energy.Grid(int(grid.channels), float(grid.gain_kev), float(grid.offset_kev))
-
-
 def window_counts(counts, grid, element: str, line: str | None = None,
                   half_width_kev: float | None = None) -> np.ndarray:
     """Counts summed over the window around the element's line, one value per spectrum (rows)."""
-    g = _as_grid(grid)
+    g = energy.as_grid(grid)
     kev = line_kev(element, line)
     hw = fwhm_kev(kev) if half_width_kev is None else float(half_width_kev)
     e = g.energies()

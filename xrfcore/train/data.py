@@ -84,7 +84,7 @@ def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
                 keep &= np.isclose(data.meta["kv"].to_numpy(float), kv)
             if not keep.any():
                 continue
-            X = _on_grid(data.counts[keep], data.grid, cfg, f"{project_path}: {core}/{run}")
+            X = _on_grid(data.counts[keep], data.grid, cfg)
             scanner = data.meta["scanner"].astype(str).to_numpy()[keep] if "scanner" in data.meta \
                 else np.full(int(keep.sum()), "")
             parts.append((X, np.full(len(X), core, dtype=object), np.full(len(X), run, dtype=object),
@@ -100,15 +100,7 @@ def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
                       np.concatenate(cols[3]), np.concatenate(cols[4]).astype(bool), str(project_path))
 
 
-def _on_grid(counts: np.ndarray, grid, cfg, where: str) -> np.ndarray:
-    from xrfcore.model.transforms import same_grid
+def _on_grid(counts: np.ndarray, grid, cfg) -> np.ndarray:
+    from xrfcore.energy import on_grid
 
-    if same_grid(grid, cfg):
-        return np.asarray(counts, dtype=np.float32)
-    try:
-        from xrfcore.energy import resample
-    except ImportError:
-        raise ValueError(f"{where}: grid {tuple(grid)} differs from the model grid "
-                         f"({cfg.channels}, {cfg.gain_kev}, {cfg.offset_kev}) and xrfcore.energy "
-                         "is not available to resample it") from None
-    return np.asarray(resample(counts, grid, cfg.grid()), dtype=np.float32)
+    return np.asarray(on_grid(counts, grid, cfg.grid()), dtype=np.float32)

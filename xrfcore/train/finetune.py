@@ -729,13 +729,13 @@ def ood_reference(project_path, samples: pd.DataFrame, grid) -> np.ndarray | Non
     """The out-of-distribution reference: every active spectrum of the labelled cores' runs, on the
     model grid (the labelled spectra alone would make ordinary depths look unusual)."""
     from xrfcore import store as st
-    from xrfcore.labels import _to_grid
+    from xrfcore.energy import on_grid
 
     refs = []
     with st.Project.open(project_path) as p:
         for core, key in samples[["core", "run"]].drop_duplicates().itertuples(index=False):
             rd = p.read_run(core, key)
-            refs.append(_to_grid(rd.counts, rd.grid, grid))
+            refs.append(on_grid(rd.counts, rd.grid, grid))
     return np.vstack(refs) if refs else None
 
 
