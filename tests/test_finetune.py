@@ -104,6 +104,12 @@ def test_head_mode_learns_and_saves(tmp_path, base_path):
     assert r2 > 0.8
     assert ((df.CaCO3_lo <= df.CaCO3) & (df.CaCO3 <= df.CaCO3_hi)).all()
     assert df[["CaCO3", "TOC"]].min().min() >= 0 and df[["CaCO3", "TOC"]].max().max() <= 100
+    # TOC is modelled in log space: the card says so, intervals are a factor either side
+    assert card["target_stats"]["TOC"]["space"] == "log" and card["target_stats"]["CaCO3"]["space"] == "linear"
+    assert card["conformal"]["TOC"]["space"] == "log"
+    ok = df.TOC > 0.05
+    ratio_hi, ratio_lo = df.TOC_hi[ok] / df.TOC[ok], df.TOC[ok] / df.TOC_lo[ok]
+    assert np.allclose(ratio_hi, ratio_lo, rtol=1e-4) and (ratio_hi > 1).all()
     # an odd spectrum (flat noise) has a high out-of-distribution score
     odd = np.random.default_rng(1).poisson(50, size=(3, CH)).astype(float)
     d2 = pr.predict_counts(np.vstack([Xt[:20], odd]))
@@ -172,3 +178,14 @@ def test_calibrate_prefers_normalised_scores_when_the_scale_explains_the_error()
     assert 0.87 <= cal["cv_coverage_plain"] <= 0.93 and cal["method"] == "plain"
     # too few labels to cross-validate the calibration: plain (constant) widths
     assert ft.calibrate(rng.normal(size=6), np.ones(6), np.arange(6), 0.1)["method"] == "plain"
+
+
+def test_target_space_round_trip():
+    log, lin = {"space": "log", "floor": 0.01}, {"space": "linear"}
+    y = np.array([0.0, 0.005, 0.3, 2.0, 45.0])
+    assert np.allclose(ft.from_space(ft.to_space(y, log), log), np.maximum(y, 0.01))
+    assert np.allclose(ft.from_space(ft.to_space(y, lin), lin), y)
+    assert ft.from_space(np.array([10.0]), log)[0] == 100.0  # exp overflow clamped, not inf
+    assert ft.from_space(np.array([-3.0, 120.0]), lin).tolist() == [0.0, 100.0]
+    with pytest.raises(ValueError, match="log_targets"):
+        ft.FinetuneConfig(log_targets=("Fe",))

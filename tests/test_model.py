@@ -181,6 +181,16 @@ def test_transforms_roundtrip():
     assert np.allclose(zg.mean(0), 0, atol=1e-5)
     again = from_dict(gl.to_dict())
     assert np.allclose(again.apply(X), zg) and np.allclose(again.invert(zg), X, atol=1e-3)
+    lz = make_transform("log_zscore")
+    zl = lz.apply(X)
+    assert np.allclose(zl.mean(1), 0, atol=1e-5) and np.allclose(zl.std(1), 1, atol=1e-4)
+    assert np.allclose(lz.invert(zl, ref=X), X, rtol=1e-3, atol=1e-2)
+    # a minor line 100x smaller than the main one moves the log input far more than the z-score
+    peak = np.full((1, 256), 5.0); peak[0, 50] = 20000.0
+    minor = peak.copy(); minor[0, 200] = 200.0
+    assert np.abs(lz.apply(minor) - lz.apply(peak)).max() > 10 * np.abs(
+        make_transform("zscore").apply(minor) - make_transform("zscore").apply(peak)).max()
+    assert from_dict(lz.to_dict()).name == "log_zscore"
     with pytest.raises(ValueError, match="before fit"):
         make_transform("global").apply(X)
     with pytest.raises(ValueError, match="unknown transform"):

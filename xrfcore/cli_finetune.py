@@ -1,6 +1,7 @@
 """`xrfcore finetune | predict | export | bench` (see xrfcore/cli.py)."""
 from __future__ import annotations
 
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -116,9 +117,15 @@ def cmd_finetune(args) -> int:
         r2 = "n/a" if m["r2"] is None else f"{m['r2']:.3f}"
         rmse = "n/a" if m["rmse"] is None else f"{m['rmse']:.3f}"
         if c.get("method") == "normalised" and c.get("cv_mean_halfwidth_normalised") is not None:
-            qs = f"+-{c['cv_mean_halfwidth_normalised']:.3f} on average (wider for unfamiliar spectra)"
+            q, extra = c["cv_mean_halfwidth_normalised"], " on average (wider for unfamiliar spectra)"
         else:
-            qs = "n/a (too few validation labels)" if q is None else f"+-{q:.3f}"
+            extra = ""
+        if q is None:
+            qs = "n/a (too few validation labels)"
+        elif c.get("space") == "log":  # modelled as ln(wt%): the interval is a factor either side
+            qs = f"x/ {math.exp(q):.2f} (relative){extra}"
+        else:
+            qs = f"+-{q:.3f}{extra}"
         cov = c.get(f"cv_coverage_{c.get('method', 'plain')}")
         covs = "" if cov is None else f", {100 * cov:.0f}% coverage measured by cross-validation"
         print(f"  {t}: R2 {r2}  RMSE {rmse} wt%  (n={m['n']})  90% interval {qs}{covs}")

@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (after warm-up)")
     p.add_argument("--warmup-steps", type=int, help="default: 5%% of the steps")
     p.add_argument("--mask-ratio", type=float, default=0.5)
-    p.add_argument("--transform", default="zscore", choices=("zscore", "log1p", "global"))
+    p.add_argument("--transform", default="zscore", choices=("zscore", "log_zscore", "log1p", "global"))
     p.add_argument("--window-channels", type=int, help="read only the first N channels of the grid "
                                                        "(512 = 0-10.24 keV at 20 eV/channel)")
     p.add_argument("--cores", nargs="+", help="cores to use (default: all)")

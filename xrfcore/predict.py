@@ -2,7 +2,8 @@
 
 - Intervals: conformal, prediction +- the card's calibrated half-width (90 % by default): constant,
   or scaled by the ridge leverage of the spectrum's embedding when the card's calibration chose
-  normalised scores (see xrfcore.train.finetune); clamped to [0, 100].
+  normalised scores (see xrfcore.train.finetune); clamped to [0, 100]. Targets modelled as ln(wt%)
+  (TOC by default) get the half-width in log space: a factor either side, asymmetric in wt%.
 - Out-of-distribution score: the pretrained autoencoder's masked reconstruction error (fixed masks,
   a few seeds) divided by the 99th percentile of the same error on the training spectra; a score
   above 1 is flagged. Models without an autoencoder (scratch without a base) give NaN / False.
@@ -44,6 +45,7 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
         "interval": f"{round(100 * (1 - (card.get('finetune_config') or {}).get('alpha', 0.1)))} % conformal",
         "conformal_q": {t: c.get("q") for t, c in (card.get("conformal") or {}).items()},
         "interval_calibration": {t: {"method": c.get("method", "plain"), "q_normalised": c.get("q_normalised"),
+                                     "space": c.get("space", "linear"),
                                      "cv_coverage": c.get(f"cv_coverage_{c.get('method', 'plain')}")}
                                  for t, c in (card.get("conformal") or {}).items()},
         "ood": "reconstruction error / training 99th percentile; flag > 1" if card.get("ood") else "not available",

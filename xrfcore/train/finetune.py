@@ -11,7 +11,9 @@ Modes
 - ``scratch``: same architecture and loop as ``full`` from random weights, for comparison.
 
 Targets are z-scored for training (statistics in the card); predictions are de-normalised and
-clamped to [0, 100].
+clamped to [0, 100]. TOC is modelled as ln(wt%) by default (``log_targets``): its errors grow with
+its level (dilution acts multiplicatively), so a log-space fit and log-space intervals stay honest
+on low-TOC cores; CaCO3 spans 0-90 wt% and stays linear.
 
 Intervals (conformal, 90 % by default). Head mode: out-of-fold residuals from folds of whole cores
 (a new core is the case operators care about), each scored two ways: plain |r| (constant width) and
@@ -56,6 +58,8 @@ class FinetuneConfig:
     patience: int = 10
     clip_grad: float = 1.0
     alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
+    log_targets: tuple = ("TOC",)    # modelled (and calibrated) as ln(max(wt%, log_floor))
+    log_floor: float = 0.01
     ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
     ood: bool = True                 # compute the OOD reference (needs the pretrained autoencoder)
     ood_seeds: tuple = (0, 1, 2)
@@ -75,6 +79,22 @@ class FinetuneConfig:
         if bad or not self.targets:
             raise ValueError(f"targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad or ['none']))}")
         self.targets = tuple(self.targets)
+        bad = [t for t in self.log_targets if t not in TARGETS]
+        if bad:
+            raise ValueError(f"log_targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad))}")
+        self.log_targets = tuple(self.log_targets)
+
+
+def to_space(y, st: dict) -> np.ndarray:
+    """wt% -> the space a target is modelled in (``target_stats[t]``: space "log" or linear)."""
+    y = np.asarray(y, float)
+    return np.log(np.maximum(y, st["floor"])) if st.get("space") == "log" else y
+
+
+def from_space(v, st: dict) -> np.ndarray:
+    """Model space -> wt%, clamped to [0, 100]."""
+    v = np.asarray(v, float)
+    return np.clip(np.exp(np.minimum(v, math.log(100.0))) if st.get("space") == "log" else v, 0, 100)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -374,10 +394,13 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     Xin = tfm.prepare(X, mcfg, transform, src_grid=grid)
 
     Y = y[targets].to_numpy(float)
-    mean = np.nanmean(Y, 0)
-    std = np.nanstd(Y, 0)
+    spaces = [{"space": "log", "floor": cfg.log_floor} if t in cfg.log_targets else {"space": "linear"}
+              for t in targets]
+    Yt = np.column_stack([to_space(Y[:, j], spaces[j]) for j in range(len(targets))])
+    mean = np.nanmean(Yt, 0)
+    std = np.nanstd(Yt, 0)
     std = np.where(std > 1e-6, std, 1.0)
-    Z = (Y - mean) / std
+    Z = (Yt - mean) / std
     n = len(X)
 
     # --- the regressor
@@ -387,7 +410,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     reg.to(device)
     progress(0, 1, "embedding labelled spectra")
 
-    oof = np.full_like(Y, np.nan)   # out-of-fold / validation predictions (wt%)
+    oof = np.full_like(Y, np.nan)   # out-of-fold / validation predictions (model space)
     scale = np.ones_like(Y)         # head mode: leverage scale of each out-of-fold prediction
     fold_id = np.zeros(n, int)      # calibration fold of each sample (one fold = the validation split)
     fold_states: list[dict] = []    # head mode: leverage state of each fold's training rows
@@ -427,16 +450,20 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
             oof[va] = _predict_norm(reg, Xin[va], device, cfg.embed_batch) * std + mean
         val_idx = va
     reg.eval().cpu()
-    oof = np.clip(oof, 0, 100)
+    oof_t = oof
+    oof = np.column_stack([from_space(oof_t[:, j], spaces[j]) for j in range(len(targets))])
 
     metrics, conformal = {}, {}
     for j, t in enumerate(targets):
         yy, pp = Y[val_idx, j], oof[val_idx, j]
         metrics[t] = regression_metrics(yy, pp)
-        fin = np.isfinite(yy) & np.isfinite(pp)
-        res = (yy - pp)[fin]
+        # conformal residuals in the space the target is modelled in (log for TOC)
+        yt, pt = Yt[val_idx, j], oof_t[val_idx, j]
+        fin = np.isfinite(yt) & np.isfinite(pt)
+        res = (yt - pt)[fin]
         q = conformal_quantile(res, cfg.alpha)
         conformal[t] = {"alpha": cfg.alpha, "q": q if math.isfinite(q) else None, "n": int(len(res)),
+                        "space": spaces[j]["space"],
                         "residual_quantiles": {str(p): float(np.quantile(res, p / 100)) for p in
                                                (5, 25, 50, 75, 95)} if len(res) else {}}
         if cfg.mode == "head":
@@ -467,7 +494,8 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     card = {
         "transform": transform.to_dict(),
         "task": "regression", "targets": targets, "mode": cfg.mode,
-        "target_stats": {t: {"mean": float(mean[j]), "std": float(std[j])} for j, t in enumerate(targets)},
+        "target_stats": {t: {"mean": float(mean[j]), "std": float(std[j]), **spaces[j]}
+                         for j, t in enumerate(targets)},
         "clamp": [0.0, 100.0],
         "base_model": None if base_card is None else {
             "id": base_card.get("id"), "weights_sha256": base_card.get("weights_sha256"),
@@ -702,9 +730,9 @@ class Predictor:
         df = pd.DataFrame(index=range(len(Xin)))
         for j, t in enumerate(self.targets):
             st = self.card["target_stats"][t]
-            p = np.clip(Zp[:, j] * st["std"] + st["mean"], 0, 100)
-            half = self.half_width(t, j, E)
-            df[t], df[f"{t}_lo"], df[f"{t}_hi"] = p, np.clip(p - half, 0, 100), np.clip(p + half, 0, 100)
+            v = Zp[:, j] * st["std"] + st["mean"]
+            half = self.half_width(t, j, E)  # in the target's model space (log for TOC)
+            df[t], df[f"{t}_lo"], df[f"{t}_hi"] = from_space(v, st), from_space(v - half, st), from_space(v + half, st)
         for t in TARGETS:
             if t not in df:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
