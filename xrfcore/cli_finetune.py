@@ -17,10 +17,14 @@ def register(sub) -> None:
                    "unless given")
     p.add_argument("--mode", choices=("head", "full", "scratch"), default="head")
     p.add_argument("--targets", default="CaCO3,TOC", help="comma-separated: CaCO3, TOC or both")
-    p.add_argument("--val", choices=("cores", "random"), default="cores", help="validation by whole cores or random split")
+    p.add_argument("--val", choices=("cores", "random"), default="cores",
+                   help="validation and interval calibration by whole cores (predicting new cores) or by a "
+                   "random split (the lab samples come from the cores being predicted)")
+    p.add_argument("--log-targets", default="TOC", metavar="LIST",
+                   help="targets modelled as ln(wt%%), intervals a factor either side (default: TOC; 'none')")
     p.add_argument("--epochs", type=int, default=60, help="epochs for full/scratch (early stopping)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (full: 2e-4, scratch: 5e-4)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (full: 1e-5 for the encoder, 10x for the head; scratch: 5e-4)")
     p.add_argument("--size", default="tiny", help="architecture for --mode scratch without --model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -75,6 +79,7 @@ def cmd_finetune(args) -> int:
     from xrfcore.train.finetune import finetune_project
 
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    log_targets = tuple(t.strip() for t in args.log_targets.split(",") if t.strip() and t.strip().lower() != "none")
     extra = {}
     if args.lr is not None:
         extra["lr" if args.mode == "full" else "lr_scratch"] = args.lr
@@ -96,7 +101,7 @@ def cmd_finetune(args) -> int:
             args.project, args.labels, model, args.out, mapping=mapping or None,
             depth_unit=args.depth_unit, run=args.run, tolerance_mm=args.tolerance_mm,
             store_labels=not args.no_store_labels, progress=bar, core=args.core,
-            mode=args.mode, targets=targets, val=args.val, epochs=args.epochs,
+            mode=args.mode, targets=targets, log_targets=log_targets, val=args.val, epochs=args.epochs,
             batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size, **extra)
     finally:
         bar.close()
