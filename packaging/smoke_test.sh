@@ -28,6 +28,6 @@ echo "smoke test: xrfcore-gui --self-test exited $rc after $((t1 - t0)) s"
 "$EXE" cli --version
 "$EXE" cli models | tee "$HOME_DIR/models.txt"
 # the listing is informative only: the self-test above is what must pass
-grep -q "xrfcore-tiny-sim-v1\|SIMULATED" "$HOME_DIR/models.txt" \
+grep -q "xrfcore-tiny-sim-v2\|SIMULATED" "$HOME_DIR/models.txt" \
     || echo "smoke test: WARNING: the bundled \`xrfcore models\` does not list the shipped model"
 echo "smoke test: passed"

@@ -66,7 +66,7 @@ def test_wheel_installs_and_predicts_on_the_sample_core(tmp_path):
     pkg, sample, model = (Path(x) for x in where[:3])
     for p in (pkg, sample, model):  # everything comes from the installed package, not the checkout
         assert venv in p.parents, p
-    assert model.name == "xrfcore-tiny-sim-v1.safetensors"
+    assert model.name == "xrfcore-tiny-sim-v2.safetensors"
     labels = next(sample.rglob("*lab_samples.csv"))
 
     xrf = bindir / "xrfcore"

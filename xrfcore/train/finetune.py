@@ -60,6 +60,7 @@ class FinetuneConfig:
     alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
     log_targets: tuple = ("TOC",)    # modelled (and calibrated) as ln(max(wt%, log_floor))
     log_floor: float = 0.01
+    pool: str | None = "mean"        # head input: "mean" of the patch tokens or the "cls" token (None: the base's)
     ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
     ood: bool = True                 # compute the OOD reference (needs the pretrained autoencoder)
     ood_seeds: tuple = (0, 1, 2)
@@ -83,6 +84,8 @@ class FinetuneConfig:
         if bad:
             raise ValueError(f"log_targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad))}")
         self.log_targets = tuple(self.log_targets)
+        if self.pool not in (None, "cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', not {self.pool!r}")
 
 
 def to_space(y, st: dict) -> np.ndarray:
@@ -387,7 +390,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     elif cfg.mode != "scratch":
         raise ValueError(f"mode {cfg.mode!r} needs a pretrained model")
     mcfg = base.cfg if base is not None else ModelConfig.preset(cfg.size)
-    mcfg = mcfg.replace(n_outputs=len(targets), head="linear")
+    mcfg = mcfg.replace(n_outputs=len(targets), head="linear", **({"pool": cfg.pool} if cfg.pool else {}))
     transform = tfm.from_dict(base_card["transform"]) if base_card else tfm.make_transform("zscore")
     if transform.name == "global" and getattr(transform, "mean", None) is None:
         transform.fit(tfm.window(X, mcfg, grid))
