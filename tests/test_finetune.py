@@ -74,6 +74,20 @@ def test_conformal_coverage_on_exchangeable_data():
     assert 0.88 <= np.mean(cover) <= 0.92
 
 
+def test_calibration_prefers_valid_then_narrow():
+    rng = np.random.default_rng(3)
+    fold = np.repeat(np.arange(5), 60)
+    res = rng.normal(size=300)
+    # a heavy-tailed leverage scale unrelated to the errors: normalised scores stay valid but get wide
+    scale = np.exp(rng.normal(0, 1.5, size=300))
+    c = ft.calibrate(res, scale, fold, 0.1)
+    assert c["cv_coverage_plain"] >= 0.88 and c["cv_mean_halfwidth_normalised"] > c["cv_mean_halfwidth_plain"]
+    assert c["method"] == "plain"
+    # errors that do grow with the scale: normalised is valid and narrower
+    c = ft.calibrate(rng.normal(size=300) * scale, scale, fold, 0.1)
+    assert c["method"] == "normalised" and c["cv_mean_halfwidth_normalised"] < c["cv_mean_halfwidth_plain"]
+
+
 def test_head_mode_learns_and_saves(tmp_path, base_path):
     X, y, g = synthetic(120)
     y.loc[:9, "TOC"] = np.nan
