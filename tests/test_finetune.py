@@ -139,6 +139,23 @@ def test_full_and_scratch_modes_run(base_path, mode):
     assert card["metrics"]["CaCO3"]["n"] > 0 and "validation cores" in card["validation"]["scheme"]
 
 
+def test_scratch_with_its_own_transform_keeps_the_ood_score_on_the_base_input(base_path):
+    X, y, g = synthetic(60)
+    reg, card = ft.finetune(base_path, X, y, groups=g, mode="scratch", epochs=2, batch_size=16,
+                            transform="log_zscore", pool="cls")
+    assert card["transform"]["name"] == "log_zscore" and reg.cfg.pool == "cls"
+    assert card["ood"]["transform"]["name"] == "zscore"  # the base autoencoder's own input
+    from xrfcore.model import checkpoint, transforms as tfm
+
+    mae, _ = checkpoint.load(base_path)
+    pr = ft.Predictor.from_model(reg, card, mae=mae, device="cpu")
+    want = ft.reconstruction_errors(mae, tfm.prepare(X[:10], mae.cfg, tfm.make_transform("zscore")),
+                                    seeds=card["ood"]["seeds"], mask_ratio=card["ood"]["mask_ratio"])
+    assert np.allclose(pr.predict_counts(X[:10]).ood_score, want / card["ood"]["p99"], rtol=1e-4)
+    with pytest.raises(ValueError, match="only be chosen with mode='scratch'"):
+        ft.finetune(base_path, X, y, groups=g, mode="head", transform="zscore")
+
+
 def test_cancel_and_bad_input(base_path):
     X, y, g = synthetic(30)
     tok = CancelToken()

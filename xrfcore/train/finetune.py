@@ -61,6 +61,7 @@ class FinetuneConfig:
     log_targets: tuple = ("TOC",)    # modelled (and calibrated) as ln(max(wt%, log_floor))
     log_floor: float = 0.01
     pool: str | None = "mean"        # head input: "mean" of the patch tokens or the "cls" token (None: the base's)
+    transform: str | None = None     # scratch only: input transform (None: the base model's, else zscore)
     ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
     ood: bool = True                 # compute the OOD reference (needs the pretrained autoencoder)
     ood_seeds: tuple = (0, 1, 2)
@@ -398,7 +399,10 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         raise ValueError(f"mode {cfg.mode!r} needs a pretrained model")
     mcfg = base.cfg if base is not None else ModelConfig.preset(cfg.size)
     mcfg = mcfg.replace(n_outputs=len(targets), head="linear", **({"pool": cfg.pool} if cfg.pool else {}))
-    transform = tfm.from_dict(base_card["transform"]) if base_card else tfm.make_transform("zscore")
+    if cfg.transform is not None and cfg.mode != "scratch":
+        raise ValueError("transform can only be chosen with mode='scratch' (a pretrained encoder keeps its own)")
+    transform = tfm.make_transform(cfg.transform) if cfg.transform else (
+        tfm.from_dict(base_card["transform"]) if base_card else tfm.make_transform("zscore"))
     if transform.name == "global" and getattr(transform, "mean", None) is None:
         transform.fit(tfm.window(X, mcfg, grid))
     Xin = tfm.prepare(X, mcfg, transform, src_grid=grid)
@@ -492,11 +496,13 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         ref = np.asarray(reference) if reference is not None else X
         if len(ref) > cfg.ood_reference_max:
             ref = ref[np.random.default_rng(cfg.seed).choice(len(ref), cfg.ood_reference_max, replace=False)]
-        errs = reconstruction_errors(mae, tfm.prepare(ref, mae.cfg, transform, src_grid=grid),
+        mae_transform = tfm.from_dict(base_card["transform"])  # the autoencoder's own input, whatever the head's
+        errs = reconstruction_errors(mae, tfm.prepare(ref, mae.cfg, mae_transform, src_grid=grid),
                                      seeds=cfg.ood_seeds, mask_ratio=cfg.ood_mask_ratio, device=device,
                                      batch=cfg.embed_batch, token=token)
         mae.cpu()
-        ood = {"mae_file": "base_mae", "seeds": list(cfg.ood_seeds), "mask_ratio": cfg.ood_mask_ratio,
+        ood = {"mae_file": "base_mae", "transform": mae_transform.to_dict(),
+               "seeds": list(cfg.ood_seeds), "mask_ratio": cfg.ood_mask_ratio,
                "reference_n": int(len(errs)), "reference": "single training spectra" if reference is not None
                else "labelled (averaged) spectra", "p99": float(np.quantile(errs, 0.99)),
                "quantiles": {str(p): float(np.quantile(errs, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)}}
@@ -748,7 +754,8 @@ class Predictor:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
         if self.mae is not None:
             ood = self.card["ood"]
-            err = reconstruction_errors(self.mae, tfm.prepare(counts, self.mae.cfg, self.transform, src_grid=grid),
+            mt = tfm.from_dict(ood["transform"]) if ood.get("transform") else self.transform
+            err = reconstruction_errors(self.mae, tfm.prepare(counts, self.mae.cfg, mt, src_grid=grid),
                                         seeds=ood["seeds"], mask_ratio=ood["mask_ratio"], device=self.device,
                                         batch=batch, token=token)
             self.mae.cpu()
