@@ -56,6 +56,7 @@ class FinetuneConfig:
     batch_size: int = 32
     warmup_epochs: int = 3
     patience: int = 10
+    min_epochs: int = 20             # no early stop before this: early validation losses are noisy
     clip_grad: float = 1.0
     alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
     log_targets: tuple = ("TOC",)    # modelled (and calibrated) as ln(max(wt%, log_floor))
@@ -656,7 +657,7 @@ def _train_loop(reg, Xin, Z, tr, va, cfg: FinetuneConfig, device, progress, toke
         hist.append(rec)
         progress(epoch + 1, cfg.epochs, f"epoch {epoch + 1}: train {rec['train_loss']:.3f}"
                  + (f" val {rec['val_loss']:.3f}" if "val_loss" in rec else ""))
-        if len(va) and bad >= cfg.patience:
+        if len(va) and bad >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             break
     if best_state is not None:
         reg.load_state_dict(best_state)
