@@ -307,8 +307,6 @@ def rotation_coverage(base, X, S, cores, grid, budgets, seed, k: int = 5) -> lis
     "held-out cores": each of k groups of whole cores held out in turn, the model fitted (calibrated
     by whole cores, the default) on a budget of samples from the others. "within cores": k random
     folds of the samples, the model calibrated with val="random" (labels from the cores it predicts)."""
-    from xrfcore.predict import interval_coverage
-
     rng = np.random.default_rng(seed + 7)
     core_of = S.core.to_numpy()
     cores = list(rng.permutation(cores))
