@@ -56,17 +56,28 @@ class ZScore(Transform):
             out[i:i + self.CHUNK] = fn(X[i:i + self.CHUNK], None)
         return out
 
+    @staticmethod
+    def _pre(X) -> np.ndarray:
+        """Counts -> the values that are z-scored (float64)."""
+        return np.asarray(X, dtype=np.float64)
+
+    @staticmethod
+    def _post(V) -> np.ndarray:
+        """Inverse of ``_pre``."""
+        return V
+
     def apply(self, X) -> np.ndarray:
         def fn(block, _):
-            mean, std = self._stats(block)
-            return ((block - mean) / std).astype(np.float32)
+            V = self._pre(block)
+            mean, std = self._stats(V)
+            return ((V - mean) / std).astype(np.float32)
         return self._blocks(X, fn)
 
     def invert(self, Z, ref=None) -> np.ndarray:
         if ref is None:
-            raise ValueError("zscore.invert needs the measured spectrum (ref) for its mean and scale")
-        mean, std = self._stats(ref)
-        return (_f32(Z) * std + mean).astype(np.float32)
+            raise ValueError(f"{self.name}.invert needs the measured spectrum (ref) for its mean and scale")
+        mean, std = self._stats(self._pre(ref))
+        return self._post(_f32(Z) * std + mean).astype(np.float32)
 
 
 class Log1p(Transform):
@@ -87,18 +98,13 @@ class LogZScore(ZScore):
     organic matter shows (dilution, S, the coherent/incoherent ratio); the log evens that out."""
     name = "log_zscore"
 
-    def apply(self, X) -> np.ndarray:
-        def fn(block, _):
-            L = np.log1p(np.clip(np.asarray(block, dtype=np.float64), 0, None))
-            mean, std = self._stats(L)
-            return ((L - mean) / std).astype(np.float32)
-        return self._blocks(X, fn)
+    @staticmethod
+    def _pre(X) -> np.ndarray:
+        return np.log1p(np.clip(np.asarray(X, dtype=np.float64), 0, None))
 
-    def invert(self, Z, ref=None) -> np.ndarray:
-        if ref is None:
-            raise ValueError("log_zscore.invert needs the measured spectrum (ref) for its mean and scale")
-        mean, std = self._stats(np.log1p(np.clip(np.asarray(ref, dtype=np.float64), 0, None)))
-        return np.expm1(_f32(Z) * std + mean).astype(np.float32)
+    @staticmethod
+    def _post(V) -> np.ndarray:
+        return np.expm1(V)
 
 
 class GlobalChannel(Transform):
