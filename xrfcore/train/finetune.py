@@ -18,7 +18,7 @@ on low-TOC cores; CaCO3 spans 0-90 wt% and stays linear.
 Intervals (conformal, 90 % by default). Head mode: out-of-fold residuals from folds of whole cores
 (a new core is the case operators care about). Up to 20 folds: with up to 20 labelled cores each fold
 model misses one core, as close to the final model as cross-validation gets (with 5 folds the
-intervals covered 94-96 % of held-out cores' labels where 90 % were asked). Each residual is scored
+intervals covered 94-97 % of held-out cores' labels where 90 % were asked). Each residual is scored
 two ways: plain |r| (constant width) and |r| / s(x), s(x) = sqrt(1 + 1/n + h(x)) with h the ridge
 leverage of the spectrum's embedding (wider where the labelled samples did not reach: a new scanner
 head, an unseen lithology). The calibration
