@@ -114,6 +114,14 @@ def energies_of(grid) -> np.ndarray:
     return np.asarray(g.energies(), float)
 
 
+def energy_text(run_data, row: int) -> str:
+    """The energy calibration a spectrum is shown with (xrfcore.calibration.describe_row)."""
+    from xrfcore.calibration import describe_row
+    g = run_data.grids
+    src = run_data.meta["cal_source"].iat[row] if "cal_source" in run_data.meta else ""
+    return describe_row(float(g.gains[row]), float(g.offsets[row]), src)
+
+
 def line_rows() -> list[tuple[str, str, float]]:
     """xrfcore.energy.LINES as (element, line, keV) rows, whatever container it is."""
     from xrfcore import energy

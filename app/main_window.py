@@ -519,7 +519,8 @@ class MainWindow(ModelActions, QMainWindow):
         sec = meta["section"].iat[row] if "section" in meta else ""
         pos = meta["position_mm"].iat[row] if "position_mm" in meta else np.nan
         self.spectrum.show_spectrum(counts, f"{v.core}  depth {v.depth[self.idx]:.1f} mm  "
-                                            f"(section {sec}, position {pos:.1f} mm)"
+                                            f"(section {sec}, position {pos:.1f} mm)  "
+                                            + engine.energy_text(v.run_data, row)
                                     + ("  SIMULATED" if v.simulated else ""))
         # the downcore cursor follows at most every 40 ms: when a key is held, the spectrum
         # redraw keeps the frame rate and the cursor catches up (moving it repaints three panels)

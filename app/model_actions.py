@@ -148,7 +148,8 @@ class ModelActions:
         depth = float(self.view.depth[self.idx])
         sim = " (SIMULATED)" if self.view.simulated else ""
         label = recon_model_label(model)
-        self.start_job(engine.reconstruct_one, model, counts, self.view.run_data.grid, mask_ratio, seed,
+        self.start_job(engine.reconstruct_one, model, counts,
+                       self.view.run_data.grids.row(int(self.view.order[self.idx])), mask_ratio, seed,
                        name="reconstruct", uses_torch=True, show=False, text="Reconstruction",
                        on_success=lambda r: self.recon.show_result(
                            r, f"{self.view.core} at {depth:.1f} mm{sim}: reconstructed by {label}"))

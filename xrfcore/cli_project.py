@@ -92,6 +92,9 @@ def cmd_info(args) -> int:
                   f"{r['channels']} ch x {r['gain_kev']:.5f} keV, {_fmt_list(r['kv'], 'kV')}, "
                   f"{_fmt_list(r['current_ua'], 'uA')}, {_fmt_list(r['live_s'], 's live')}"
                   + (f", {extra}" if extra else "") + sim)
+            print("    " + _calibration_line(r))
+            for w in (r.get("calibration") or {}).get("warnings", []):
+                print(f"    WARNING: {w}")
     log = info["import_log"]
     if log["files"]:
         print(f"Import log: {log['imports']} import(s), {log['files']} file rows ({log['ok']} ok, "
@@ -102,9 +105,21 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _calibration_line(r: dict) -> str:
+    """'energy: 19.981 eV/ch, offset -0.4 eV; calibrated from lines ...; per spectrum: 100 own fit'."""
+    cal = r.get("calibration") or {}
+    by = ", ".join(f"{v} {k}" for k, v in (cal.get("by_source") or {}).items())
+    if not cal:
+        return (f"energy: {r['gain_kev'] * 1000:.3f} eV/ch, offset {r['offset_kev'] * 1000:+.1f} eV; "
+                f"{r.get('grid_source') or 'grid of an older import'} (not calibrated: `xrfcore import` it again)")
+    return (f"energy: {r['gain_kev'] * 1000:.3f} eV/ch, offset {r['offset_kev'] * 1000:+.1f} eV; "
+            f"{r.get('grid_source', '')}" + (f"; per spectrum: {by}" if by else ""))
+
+
 META_EXPORT = ("depth_mm", "section", "section_top_mm", "position_mm", "y_mm", "replicate", "active",
                "valid", "kv", "current_ua", "live_s", "real_s", "total_cps", "date", "filter",
-               "setting", "slit_dc_mm", "slit_cc_mm", "scanner", "source_path", "sha256")
+               "setting", "slit_dc_mm", "slit_cc_mm", "scanner", "source_path", "sha256", "cal_gain_kev", "cal_offset_kev",
+               "cal_source")
 
 
 def _cell(v) -> str:
@@ -136,8 +151,9 @@ def cmd_export_spectra(args) -> int:
                      f"# runs: {', '.join(runs)}\n# rows: {'all (active column marks the used ones)' if args.all else 'active only'}\n"
                      f"# exported: {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}\n")
             for run, d in data.items():
-                fh.write(f"# grid {run}: {d.grid.channels} channels, gain {d.grid.gain_kev:g} keV/ch, "
-                         f"offset {d.grid.offset_kev:g} keV ({d.attrs.get('grid_source', '')})\n")
+                fh.write(f"# energy calibration {run}: {d.grid.channels} channels, gain {d.grid.gain_kev:g} keV/ch, "
+                         f"offset {d.grid.offset_kev:g} keV ({d.attrs.get('grid_source', '')}); counts are raw, "
+                         f"each spectrum's own calibration is in cal_gain_kev / cal_offset_kev\n")
             if simulated:
                 fh.write("# SIMULATED data: these spectra were made by the xrfcore simulator, not measured\n")
             w = csv.writer(fh, lineterminator="\n")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Grid", "DEFAULT_AVAATECH", "as_grid", "resample", "Line", "LINES", "lines_in_range"]
+__all__ = ["Grid", "RowGrids", "DEFAULT_AVAATECH", "as_grid", "resample", "Line", "LINES", "lines_in_range"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,66 @@ class Grid:
 DEFAULT_AVAATECH = Grid(2048, 0.020, 0.0)
 
 
+class RowGrids:
+    """One energy calibration per spectrum (rows of a run calibrated one by one).
+
+    ``gain_kev`` / ``offset_kev`` are the run's own (median) calibration, so code that only needs
+    an energy axis for display can treat this like a :class:`Grid`; :func:`resample` and
+    :func:`on_grid` move every row from its own calibration.
+    """
+
+    def __init__(self, channels: int, gains, offsets, run: Grid | None = None):
+        self.channels = int(channels)
+        self.gains = np.asarray(gains, dtype=np.float64).reshape(-1)
+        self.offsets = np.asarray(offsets, dtype=np.float64).reshape(-1)
+        if self.gains.shape != self.offsets.shape:
+            raise ValueError("one gain and one offset per spectrum")
+        if not (np.all(np.isfinite(self.gains)) and np.all(self.gains > 0) and np.all(np.isfinite(self.offsets))):
+            raise ValueError("per-spectrum gains must be positive and offsets finite")
+        if run is None:
+            run = Grid(self.channels, float(np.median(self.gains)) if len(self.gains) else 0.02,
+                       float(np.median(self.offsets)) if len(self.offsets) else 0.0)
+        self.run = run
+
+    gain_kev = property(lambda self: self.run.gain_kev)
+    offset_kev = property(lambda self: self.run.offset_kev)
+    max_kev = property(lambda self: self.run.max_kev)
+
+    def __len__(self) -> int:
+        return len(self.gains)
+
+    def __repr__(self) -> str:
+        return f"RowGrids({self.channels} channels, {len(self)} rows, run {self.run})"
+
+    def energies(self) -> np.ndarray:
+        return self.run.energies()
+
+    def channel_of(self, kev):
+        return self.run.channel_of(kev)
+
+    def to_dict(self) -> dict:
+        return self.run.to_dict()
+
+    def row(self, i: int) -> Grid:
+        return Grid(self.channels, float(self.gains[i]), float(self.offsets[i]))
+
+    def take(self, idx) -> "RowGrids":
+        return RowGrids(self.channels, self.gains[idx], self.offsets[idx], self.run)
+
+    def uniform(self) -> Grid | None:
+        """The one grid every row shares, or None."""
+        if len(self) and np.all(self.gains == self.gains[0]) and np.all(self.offsets == self.offsets[0]):
+            return Grid(self.channels, float(self.gains[0]), float(self.offsets[0]))
+        return None
+
+
 def as_grid(g) -> Grid:
-    """A :class:`Grid` from a Grid, any object with channels/gain_kev/offset_kev, or a dict."""
+    """A :class:`Grid` from a Grid, any object with channels/gain_kev/offset_kev, or a dict
+    (a :class:`RowGrids` gives its run-level grid)."""
     if isinstance(g, Grid):
         return g
+    if isinstance(g, RowGrids):
+        return g.run
     if isinstance(g, dict):
         return Grid(g["channels"], g["gain_kev"], g.get("offset_kev", 0.0))
     return Grid(g.channels, g.gain_kev, g.offset_kev)
@@ -69,7 +125,12 @@ def as_grid(g) -> Grid:
 def on_grid(counts, src, dst) -> np.ndarray:
     """``counts`` on grid ``dst``: returned as they are when ``src`` is the same grid (or either is
     None), otherwise resampled (count-conserving, float64)."""
-    if src is None or dst is None or as_grid(src) == as_grid(dst):
+    if src is None or dst is None:
+        return np.asarray(counts)
+    if isinstance(src, RowGrids):
+        u = src.uniform()
+        src = u if u is not None else src
+    if not isinstance(src, RowGrids) and as_grid(src) == as_grid(dst):
         return np.asarray(counts)
     return resample(counts, src, dst)
 
@@ -93,6 +154,8 @@ def resample(counts, src: Grid, dst: Grid) -> np.ndarray:
     are dropped; inside the overlap, totals are kept exactly (to rounding).
     Returns float64 of shape (dst.channels,) or (N, dst.channels).
     """
+    if isinstance(src, RowGrids):
+        return _resample_rows(counts, src, as_grid(dst))
     src, dst = as_grid(src), as_grid(dst)
     arr = np.asarray(counts, dtype=np.float64)
     if arr.ndim not in (1, 2):
@@ -106,6 +169,30 @@ def resample(counts, src: Grid, dst: Grid) -> np.ndarray:
     np.cumsum(arr, axis=-1, out=cum[..., 1:])
     at_edges = cum[..., k] * (1.0 - t) + cum[..., k + 1] * t
     return np.diff(at_edges, axis=-1)
+
+
+def _resample_rows(counts, src: RowGrids, dst: Grid, block: int = 2048) -> np.ndarray:
+    """:func:`resample` with each row's own source calibration (same cumulative-count scheme)."""
+    arr = np.asarray(counts, dtype=np.float64)
+    single = arr.ndim == 1
+    arr = np.atleast_2d(arr)
+    if arr.ndim != 2 or arr.shape[-1] != src.channels or len(arr) != len(src):
+        raise ValueError(f"counts of shape {np.shape(counts)} do not match {src!r}")
+    out = np.empty((len(arr), dst.channels), dtype=np.float64)
+    dst_edges = dst.edges()
+    n = src.channels
+    for i in range(0, len(arr), block):
+        a = arr[i:i + block]
+        g, o = src.gains[i:i + block, None], src.offsets[i:i + block, None]
+        # destination edges in source-edge units of each row (row's first edge at offset - gain/2)
+        pos = np.clip((dst_edges[None, :] - (o - 0.5 * g)) / g, 0.0, float(n))
+        k = np.minimum(np.floor(pos).astype(np.int64), n - 1)
+        t = pos - k
+        cum = np.zeros((len(a), n + 1), dtype=np.float64)
+        np.cumsum(a, axis=-1, out=cum[:, 1:])
+        at = np.take_along_axis(cum, k, 1) * (1.0 - t) + np.take_along_axis(cum, k + 1, 1) * t
+        out[i:i + block] = np.diff(at, axis=-1)
+    return out[0] if single else out
 
 
 # --------------------------------------------------------------------------- lines

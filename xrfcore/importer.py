@@ -62,6 +62,7 @@ class ImportReport:
     files: list[FileResult] = field(default_factory=list)
     written: dict = field(default_factory=dict)     # "core/run" -> {added, duplicates, total}
     simulated: int = 0                               # new records made by a simulator
+    calibration: dict = field(default_factory=dict)  # "core/run" -> calibration.RunCalibration
 
     @property
     def counts(self) -> dict[str, int]:
@@ -87,6 +88,10 @@ class ImportReport:
         ]
         for key, w in sorted(self.written.items()):
             lines.append(f"  {key}: +{w['added']} ({w['total']} spectra in the run)")
+            cal = self.calibration.get(key)
+            if cal is not None:
+                lines.append(f"    energy: {cal.describe()}")
+                lines.extend(f"    WARNING: {m}" for m in cal.warnings)
         if self.simulated:
             lines.append(f"Note: {self.simulated} of the new spectra are SIMULATED (marked so in their files).")
         for status, title in (("rejected", "Rejected files"), ("warning", "Warnings")):
@@ -105,6 +110,10 @@ class ImportReport:
         buf.write(f"# xrfcore {__version__} import report\n# folder: {self.folder}\n"
                   f"# project: {self.project}\n# started: {self.started}\n"
                   f"# scanner: {self.scanner}\n")
+        for key, cal in sorted(self.calibration.items()):
+            buf.write(f"# energy calibration {key}: {cal.describe()}\n")
+            for m in cal.warnings:
+                buf.write(f"# energy calibration {key} WARNING: {m}\n")
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "status", "message", "core", "run"])
         for f in self.files:
@@ -370,6 +379,8 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 report.written[key] = {"added": old["added"] + res["added"],
                                        "duplicates": old["duplicates"] + res["duplicates"],
                                        "total": res["total"]}
+                if (c, run) in p.calibrations:
+                    report.calibration[key] = p.calibrations[(c, run)]   # the last flush: the whole run
                 channels[(store.safe_name(c), store.safe_name(run))] = len(recs[0].counts)
 
         sfolder = str(folder)
@@ -399,6 +410,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         if token is not None:
             token.raise_if_cancelled()
         flush(total)
+        _calibration_warnings(report, rows)
         report.files = list(rows.values())
         p.append_import_log({"time": started, "folder": report.folder, "file": f.path,
                              "status": f.status, "message": f.message} for f in report.files)
@@ -407,6 +419,19 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         progress(total, total, "saving the project")
     progress(total, total, "done")
     return report
+
+
+def _calibration_warnings(report: ImportReport, rows: dict) -> None:
+    """Put each run's energy-calibration problems on the files of this import they concern."""
+    for key, cal in report.calibration.items():
+        failed = cal.run.status == "failed" or any("plausible" in m for m in cal.warnings)
+        for f in rows.values():
+            if f.status in ("ok", "warning") and f"{f.core}/{f.run}" == key:
+                msg = cal.files.get(f.path) or (
+                    f"energy scale of run {key} not calibrated (see the run's calibration note)" if failed else "")
+                if msg:
+                    f.status = "warning"
+                    f.message = "; ".join(x for x in (f.message, msg) if x)
 
 
 def _import_itrax_dir(d: Path, root: Path, spes: list[Path], accept, rows: dict) -> None:

@@ -350,15 +350,15 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
                                        status="unmatched", reason=f"core {core!r} has no run {key!r}"))
                 continue
             rd = p.read_run(core, key, active_only=False)
-            X, kept, methods, nspec, iss = match_spectra(grp, rd.meta, rd.counts, tolerance_mm=tolerance_mm)
+            # every spectrum from its own energy calibration onto one grid, then averaged
+            target = grid if grid is not None else (out_grid if out_grid is not None else energy.as_grid(rd.grid))
+            counts = energy.on_grid(rd.counts, rd.grids, target)
+            X, kept, methods, nspec, iss = match_spectra(grp, rd.meta, counts, tolerance_mm=tolerance_mm)
             issues += iss
             if not kept:
                 continue
-            X = energy.on_grid(X, rd.grid, grid)
             if out_grid is None:
-                out_grid = rd.grid
-            elif grid is None:
-                X = energy.on_grid(X, rd.grid, out_grid)
+                out_grid = target
             m = grp.loc[kept].copy()
             m["run"], m["method"], m["n_spectra"] = key, methods, nspec
             Xs.append(X); parts.append(m)

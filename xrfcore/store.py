@@ -57,7 +57,10 @@ COLUMNS: list[tuple[str, str]] = [
     ("section_top_mm", "f"), ("run", "f"), ("run_label", "s"), ("filter", "s"), ("setting", "s"),
     ("slit_dc_mm", "f"), ("slit_cc_mm", "f"), ("gain_kev", "f"), ("offset_kev", "f"),
     ("scanner", "s"), ("core", "s"), ("warnings", "j"), ("header", "j"),
+    # the energy calibration each spectrum is read with (xrfcore.calibration; raw counts untouched)
+    ("cal_gain_kev", "f"), ("cal_offset_kev", "f"), ("cal_source", "s"),
 ]
+CAL_COLUMNS = ("cal_gain_kev", "cal_offset_kev", "cal_source")
 COLUMN_KINDS = dict(COLUMNS)
 LOG_COLUMNS = ("time", "folder", "file", "status", "message")
 
@@ -85,6 +88,19 @@ class RunData:
 
     def __len__(self) -> int:
         return int(self.counts.shape[0])
+
+    @property
+    def grids(self):
+        """Each spectrum's own energy calibration (``energy.RowGrids``); rows calibrated before
+        this existed, or never, fall back to the run's grid."""
+        from xrfcore.energy import RowGrids, as_grid
+
+        run = as_grid(self.grid)
+        n = len(self)
+        g = self.meta["cal_gain_kev"].to_numpy(float) if "cal_gain_kev" in self.meta else np.full(n, np.nan)
+        o = self.meta["cal_offset_kev"].to_numpy(float) if "cal_offset_kev" in self.meta else np.full(n, np.nan)
+        bad = ~(np.isfinite(g) & (g > 0) & np.isfinite(o))
+        return RowGrids(run.channels, np.where(bad, run.gain_kev, g), np.where(bad, run.offset_kev, o), run)
 
 
 def _make_grid(channels: int, gain: float, offset: float):
@@ -117,7 +133,7 @@ def _empty_value(kind: str):
 # = json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str), built once (headers never
 # hold circular references, so the check is skipped)
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False)
-_FIELDS = [name for name, _ in COLUMNS if name != "active"]
+_FIELDS = [name for name, _ in COLUMNS if name != "active" and name not in CAL_COLUMNS]
 _GET_FIELDS = operator.attrgetter(*_FIELDS)
 
 
@@ -136,8 +152,8 @@ def records_to_table(records: list[SpectrumRecord]) -> tuple[np.ndarray, dict[st
     columns = dict(zip(_FIELDS, zip(*[_GET_FIELDS(r) for r in records])))
     cols: dict[str, np.ndarray] = {}
     for name, kind in COLUMNS:
-        if name == "active":
-            vals = [False] * len(records)
+        if name == "active" or name in CAL_COLUMNS:   # set by sort_and_flag / calibration
+            vals = [_empty_value(kind)] * len(records)
         elif kind == "j":
             enc = _JSON.encode
             vals = ["[]" if v == [] else enc(v) for v in columns[name]]
@@ -369,6 +385,10 @@ class Project:
     def n_channels(self, core: str, run: str) -> int:
         return int(self._run(core, run)["spectra"].shape[1])
 
+    def run_attrs(self, core: str, run: str) -> dict:
+        """A run's attributes (kv, scanner, grid, ...) without reading its spectra."""
+        return {k: _attr(v) for k, v in self._run(core, run).attrs.items()}
+
     def read_run(self, core: str, run: str, depth_range: tuple[float, float] | None = None,
                  active_only: bool = True) -> RunData:
         """Spectra of one run; ``depth_range=(lo, hi)`` mm, inclusive, is one contiguous slice."""
@@ -462,6 +482,8 @@ class Project:
                     "channels": int(g.attrs.get("channels", g["spectra"].shape[1])),
                     "gain_kev": float(g.attrs.get("gain_kev", np.nan)),
                     "offset_kev": float(g.attrs.get("offset_kev", np.nan)),
+                    "grid_source": _attr(g.attrs.get("grid_source", "")),
+                    "calibration": json.loads(_attr(g.attrs.get("calibration", "{}")) or "{}"),
                     **settings,
                 })
             cg = self._core(core)
@@ -482,7 +504,12 @@ class Project:
 
 
 class WritableProject(Project):
-    """The project inside a :func:`transaction` (a temp copy; nothing is final until commit)."""
+    """The project inside a :func:`transaction` (a temp copy; nothing is final until commit).
+    ``calibrations[(core, run)]``: the energy calibration of each run written (for reports)."""
+
+    def __init__(self, h5, path):
+        super().__init__(h5, path)
+        self.calibrations: dict = {}
 
     def write_run(self, core: str, run: str, records: Iterable[SpectrumRecord], *,
                   replace: bool = False) -> dict:
@@ -512,7 +539,9 @@ class WritableProject(Project):
                                  f"run {core}/{run} has {old[0].shape[1]}")
             new = _concat(old, new)
         table = sort_and_flag(new)
-        _write_table(runs, name, table, _run_attrs(table, run))
+        attrs, cal = _run_attrs(table, run)
+        _write_table(runs, name, table, attrs)
+        self.calibrations[(core, run)] = cal
         return {"added": len(fresh), "duplicates": dup, "total": int(table[0].shape[0])}
 
     def write_table(self, core: str, run: str, counts: np.ndarray, meta: pd.DataFrame,
@@ -525,7 +554,7 @@ class WritableProject(Project):
         table = (np.asarray(counts, dtype=np.int32), cols)
         table = sort_and_flag(table) if reflag else table
         runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
-        _write_table(runs, safe_name(run), table, _run_attrs(table, run))
+        _write_table(runs, safe_name(run), table, _run_attrs(table, run)[0])
 
     def delete_run(self, core: str, run: str) -> None:
         del self._core(core)["runs"][safe_name(run)]
@@ -561,23 +590,35 @@ class WritableProject(Project):
                 ds[n:] = vals
 
 
-def _run_attrs(table, run: str) -> dict:
+def _run_attrs(table, run: str):
+    """The run's attributes, after calibrating its energy scale (fills the table's cal_* columns).
+    Returns (attrs, calibration.RunCalibration)."""
+    from xrfcore import calibration
+
     counts, cols = table
-    gains = cols["gain_kev"][~np.isnan(cols["gain_kev"])]
-    offsets = cols["offset_kev"][~np.isnan(cols["offset_kev"])]
     scanner = next((s for s in cols["scanner"] if s), "")
-    if gains.size:
-        gain, offset, source = float(np.median(gains)), float(np.median(offsets)) if offsets.size else 0.0, "records"
-    else:
-        key = "avaatech"
-        if "itrax" in scanner:
-            key = "itrax-1024" if counts.shape[1] <= 1024 else "itrax-2048"
-        gain, offset, source = NOMINAL_GAIN[key], 0.0, f"nominal {key}"
+    key = "avaatech"
+    if "itrax" in scanner:
+        key = "itrax-1024" if counts.shape[1] <= 1024 else "itrax-2048"
     kv = cols["kv"][~np.isnan(cols["kv"])]
-    return {"name": run, "channels": int(counts.shape[1]), "gain_kev": gain, "offset_kev": offset,
-            "grid_source": source, "kv": float(np.median(kv)) if kv.size else np.nan,
-            "scanner": scanner, "simulated": bool(any(str(x).startswith("simulated") for x in cols["scanner"])),
-            "written": _now()}
+    kv_run = float(np.median(kv)) if kv.size else np.nan
+    stated = cols["gain_kev"][np.isfinite(cols["gain_kev"])]
+    nominal = _make_grid(counts.shape[1], float(np.median(stated)) if stated.size else NOMINAL_GAIN[key],
+                         float(np.nanmedian(cols["offset_kev"])) if stated.size and np.isfinite(cols["offset_kev"]).any()
+                         else 0.0)
+    cal = calibration.calibrate_run(counts, nominal, stated_gain=cols["gain_kev"], stated_offset=cols["offset_kev"],
+                                    kv=kv_run, valid=cols["valid"], paths=cols["source_path"])
+    cols["cal_gain_kev"], cols["cal_offset_kev"] = cal.gains, cal.offsets
+    cols["cal_source"] = np.asarray(cal.source, dtype=object)
+    summary = cal.summary()
+    summary["nominal"] = {"gain_kev": nominal.gain_kev, "offset_kev": nominal.offset_kev,
+                          "source": "files" if stated.size else f"nominal {key}"}
+    attrs = {"name": run, "channels": int(counts.shape[1]), "gain_kev": float(cal.run.gain_kev),
+             "offset_kev": float(cal.run.offset_kev), "grid_source": cal.grid_source, "kv": kv_run,
+             "calibration": json.dumps(summary, default=str), "scanner": scanner,
+             "simulated": bool(any(str(x).startswith("simulated") for x in cols["scanner"])),
+             "written": _now()}
+    return attrs, cal
 
 
 # --------------------------------------------------------------------------- files

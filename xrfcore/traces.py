@@ -35,6 +35,8 @@ def line_kev(element: str, line: str | None = None) -> float:
 def window_counts(counts, grid, element: str, line: str | None = None,
                   half_width_kev: float | None = None) -> np.ndarray:
     """Counts summed over the window around the element's line, one value per spectrum (rows)."""
+    if isinstance(grid, energy.RowGrids):   # each spectrum onto the run's own calibrated scale
+        counts, grid = energy.on_grid(counts, grid, grid.run), grid.run
     g = energy.as_grid(grid)
     kev = line_kev(element, line)
     hw = fwhm_kev(kev) if half_width_kev is None else float(half_width_kev)
@@ -49,6 +51,8 @@ def window_counts(counts, grid, element: str, line: str | None = None,
 
 def log_ratio(counts, grid, numerator: str, denominator: str, pseudo: float = 1.0) -> np.ndarray:
     """ln((a + pseudo) / (b + pseudo)) of two element windows, per spectrum."""
+    if isinstance(grid, energy.RowGrids):
+        counts, grid = energy.on_grid(counts, grid, grid.run), grid.run
     a = window_counts(counts, grid, numerator)
     b = window_counts(counts, grid, denominator)
     return np.log((a + pseudo) / (b + pseudo))

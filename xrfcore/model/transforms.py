@@ -185,5 +185,9 @@ def window(counts, cfg, src_grid=None) -> np.ndarray:
 
 
 def same_grid(grid, cfg) -> bool:
+    if hasattr(grid, "uniform"):          # per-spectrum calibrations (energy.RowGrids)
+        grid = grid.uniform()
+        if grid is None:
+            return False
     return (int(grid.channels) == cfg.channels and abs(float(grid.gain_kev) - cfg.gain_kev) < 1e-9
             and abs(float(grid.offset_kev) - cfg.offset_kev) < 1e-9)

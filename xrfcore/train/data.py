@@ -84,7 +84,7 @@ def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
                 keep &= np.isclose(data.meta["kv"].to_numpy(float), kv)
             if not keep.any():
                 continue
-            X = _on_grid(data.counts[keep], data.grid, cfg)
+            X = _on_grid(data.counts[keep], data.grids.take(keep), cfg)
             scanner = data.meta["scanner"].astype(str).to_numpy()[keep] if "scanner" in data.meta \
                 else np.full(int(keep.sum()), "")
             parts.append((X, np.full(len(X), core, dtype=object), np.full(len(X), run, dtype=object),
