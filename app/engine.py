@@ -217,7 +217,8 @@ def warm_up(*, progress=no_progress, token=None) -> dict:
 
 
 def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaCO3", "TOC"),
-                     epochs=60, device="auto", progress=no_progress, token=None) -> dict:
+                     epochs=60, device="auto", allow_instrument_mismatch=False, progress=no_progress,
+                     token=None) -> dict:
     """Fine-tune on the lab samples stored in the project (xrfcore matches them, builds the
     out-of-distribution reference and saves the model in out_dir, exactly as `xrfcore finetune`)."""
     from xrfcore.train import finetune as ft
@@ -230,7 +231,8 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
                              "or pretrain one (Advanced > Pretrain on this project's spectra)")
     reg, card, match = ft.finetune_project(
         str(project), None, str(base_model) if base_model else None, str(out_dir), mode=mode,
-        targets=tuple(targets), epochs=int(epochs), device=device, progress=progress, token=token)
+        targets=tuple(targets), epochs=int(epochs), device=device, progress=progress, token=token,
+        allow_instrument_mismatch=allow_instrument_mismatch)
     held_out = validation_points(card)
     if held_out is not None:
         measured, predicted = held_out
@@ -261,12 +263,12 @@ def validation_points(card: dict):
     return m, p
 
 
-def predict_project(project, core, run, model_path, *, device="auto", progress=no_progress,
-                    token=None) -> str:
+def predict_project(project, core, run, model_path, *, device="auto", allow_instrument_mismatch=False,
+                    progress=no_progress, token=None) -> str:
     """Predict every depth of a core and store the table in the project; returns the model id."""
     from xrfcore import predict
     df = predict.predict_core(project, core, model_path, run=run, device=device, progress=progress,
-                              token=token, store=True)
+                              token=token, store=True, allow_instrument_mismatch=allow_instrument_mismatch)
     return str(df["model_id"].iloc[0]) if len(df) else ""
 
 
@@ -276,6 +278,21 @@ def predict_table(project, core, run, model_path, *, device="auto", progress=no_
     from xrfcore import predict
     return predict.predict_core(project, core, model_path, run=run, device=device, progress=progress,
                                 token=token, store=False)
+
+
+def instrument_refusal(exc) -> dict | None:
+    """What the mismatch dialog shows when xrfcore refused a run for its instrument (tube, kV,
+    energy window; xrfcore.instrument): run, model, differences, window share. None for other errors."""
+    from xrfcore import instrument
+    if isinstance(exc, instrument.InstrumentMismatch) and exc.check is not None:
+        c = exc.check
+        return {"run": c.run_text(), "model": f"{c.model_name()} was trained for {instrument.model_text(c.model)}",
+                "differences": [m for k, m in zip(c.kinds, c.mismatches) if k != "window"],
+                "window": c.window_text(), "notes": list(c.notes)}
+    if isinstance(exc, instrument.NoMatchingRun):
+        return {"run": "", "problem": exc.reason, "model": exc.model, "differences": [],
+                "window": "", "notes": []}
+    return None
 
 
 def export_predictions(project, core, model_id, path, *, progress=no_progress, token=None) -> str:
@@ -297,6 +314,8 @@ def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto",
         raise ValueError("this project has no spectra to pretrain on")
     sim = bool(np.all(data.simulated)) if np.all(data.simulated) or not np.any(data.simulated) else "mixed"
     info = {"project": str(project), "cores": sorted(set(map(str, data.core))), "simulated": sim}
+    from xrfcore.instrument import training_instrument  # tube, kV range, scanner for the card
+    info.update(training_instrument(project, data.core, data.run, data.counts, cfg.grid()))
     tc = TrainConfig(steps=int(steps), batch_size=min(int(batch_size), len(data)), device=device, out_dir=str(out_dir),
                      log_every=max(1, int(steps) // 100))
     _model, card = pretrain(data.counts, cfg, tc, progress, token, data_info=info)

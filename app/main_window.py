@@ -494,7 +494,8 @@ class MainWindow(ModelActions, QMainWindow):
             if t in df.columns:
                 self.downcore.set_prediction(t, df["depth_mm"], df[t], df.get(f"{t}_lo"), df.get(f"{t}_hi"))
         if "ood_flag" in df.columns:
-            self.downcore.set_ood(df["depth_mm"], df["ood_flag"].astype(bool))
+            self.downcore.set_ood(df["depth_mm"], df["ood_flag"].astype(bool),
+                                  reasons=df["ood_reason"] if "ood_reason" in df.columns else None)
         mid = meta.get("model_id") or (df["model_id"].iloc[0] if "model_id" in df and len(df) else "")
         sim = " (SIMULATED)" if meta.get("simulated") or (self.view and self.view.simulated) else ""
         self.downcore.set_title(f"{self.view.core} · {self.view.run} · predicted by {mid}{sim}; "

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app import engine
+from app.dialogs.instrument_dialog import ask_allow_mismatch
 from app.errors import report_exception, show_error
 from app.formatting import model_name, short_path, sig
 from app.settings import models_dir
@@ -101,10 +102,26 @@ class ModelActions:
         if self.view is None or not self.model_path:
             show_error(self, "Predict", "Fine-tune a model (or load one) first.")
             return
+        self._start_predict(allow_instrument_mismatch=False)
+
+    def _start_predict(self, allow_instrument_mismatch: bool) -> None:
         v = self.view
-        self.start_job(engine.predict_project, self.project, v.core, v.run, self.model_path,
-                       device=self.settings.device, name="predict", uses_torch=True,
-                       text=f"Predicting {v.core}", on_success=lambda mid: self._predicted(mid))
+        text = f"Predicting {v.core}"
+        job = {}
+
+        def failed(message: str) -> None:
+            # a run from another instrument: name both and let the user decide (engine refused it)
+            info = engine.instrument_refusal(getattr(job.get("job"), "error", None))
+            if info is None or allow_instrument_mismatch:
+                self._job_failed(text, message)
+            elif ask_allow_mismatch(self, info, "Predict"):
+                self._start_predict(allow_instrument_mismatch=True)
+            else:
+                self.statusBar().showMessage(f"{text}: not predicted (instrument mismatch)", 8000)
+        job["job"] = self.start_job(engine.predict_project, self.project, v.core, v.run, self.model_path,
+                                    device=self.settings.device, name="predict", uses_torch=True, text=text,
+                                    allow_instrument_mismatch=allow_instrument_mismatch,
+                                    on_success=lambda mid: self._predicted(mid), on_failed=failed)
 
     def _predicted(self, model_id: str) -> None:
         self.statusBar().showMessage(f"Predictions of {model_id} stored in the project", 8000)

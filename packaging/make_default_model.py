@@ -1,22 +1,26 @@
-"""Reproduce the shipped default foundation model, models/xrfcore-tiny-sim-v2.
+"""Reproduce the shipped default foundation model, models/xrfcore-tiny-sim-v2c.
 
     .venv/bin/python packaging/make_default_model.py [--work DIR] [--stage all|simulate|pretrain|ship]
-                                                     [--threads 2] [--device cpu]
+                                                     [--threads 2] [--device cpu] [--spectra N]
 
 1. simulate: a SIMULATED archive, 60,000 spectra from 6 scanner heads (avaatech-a/b/c + 3
    domain-randomised heads), 120 cores of 500 spectra, every site type (pelagic carbonate,
-   hemipelagic, siliceous upwelling, mixed), seed 2026:
+   hemipelagic, siliceous upwelling, mixed), seed 2026, written as raw Avaatech folders (no
+   calibration in the files) and imported like a user's folder (calibrated at import):
        xrfcore simulate-archive -p DIR/archive.h5 --spectra 60000 --heads 6 --seed 2026
 2. pretrain: the tiny masked autoencoder on the 0-10.24 keV window, log + per-spectrum z-score
-   input (log_zscore), one uninterrupted 5,000-step run (warm-up, then cosine from 1e-3), six whole
-   cores (one per head) held out for the reconstruction loss. On a GPU use --device cuda; under
-   torchrun it runs unchanged (see the model card).
-3. ship: the run's model.* -> models/xrfcore-tiny-sim-v2.safetensors + .json, the card completed
+   input (log_zscore), gain/offset/resolution augmentation on (the default), one uninterrupted
+   5,000-step run (warm-up, then cosine from 1e-3), six whole cores (one per head) held out for the
+   reconstruction loss. On a GPU use --device cuda; under torchrun it runs unchanged.
+3. ship: the run's model.* -> models/xrfcore-tiny-sim-v2c.safetensors + .json, the card completed
    with the archive's hash and the commands above. The markdown card (models/*.md) is written by hand
-   from these numbers and the benchmark (packaging/bench_default_model.py).
+   from these numbers and the benchmarks (packaging/bench_default_model.py,
+   tests/benchmarks/bench_recon_import.py).
 
 v1 (mae-tiny-1637a90a94e3, z-scored counts, in the git history) was replaced because its features
 carried little of the TOC signal: the z-score of raw counts is dominated by the largest peaks.
+v2 (mae-tiny-391f6d13403f) was trained on records with each head's exact calibration, without
+augmentation: the heads' gain/offset spread never reached it (issue 10). "c": calibrated import path.
 
 Floating-point results differ slightly between CPUs, thread counts and torch builds, so a rerun
 gives a model of the same quality, not the same bytes.
@@ -33,23 +37,39 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NAME = "xrfcore-tiny-sim-v2"
+NAME = "xrfcore-tiny-sim-v2c"     # shipped as models/<NAME>.safetensors + .json
+FOLDER = "v2c"                    # the training run's folder under --work
 SEED_ARCHIVE = 2026
-VAL_CORES = ["SIMA0020-1", "SIMA0040-1", "SIMA0060-1", "SIMA0080-1", "SIMA0100-1", "SIMA0120-1"]
-STEPS, LR, TRANSFORM, FOLDER = 5000, "1e-3", "log_zscore", "v2"
+SPECTRA, HEADS = 60000, 6
+STEPS, LR, TRANSFORM = 5000, "1e-3", "log_zscore"
 
 
-def simulate_cmd(work: Path) -> list[str]:
-    return ["xrfcore", "simulate-archive", "-p", str(work / "archive.h5"), "--spectra", "60000",
-            "--heads", "6", "--seed", str(SEED_ARCHIVE)]
+def val_cores(spectra: int = SPECTRA, heads: int = HEADS) -> list[str]:
+    """The last core of each head (the archive numbers cores head by head, 500 spectra a core)."""
+    from xrfcore.simulate.archive import CORE_SPECTRA
+
+    out, no = [], 0
+    for h in range(heads):
+        per_head = spectra // heads + (1 if h < spectra % heads else 0)
+        no += -(-per_head // CORE_SPECTRA)
+        out.append(f"SIMA{no:04d}-1")
+    return out
 
 
-def pretrain_cmd(work: Path, threads: int, device: str) -> list[str]:
+VAL_CORES = val_cores()   # SIMA0020-1, SIMA0040-1, ... SIMA0120-1
+
+
+def simulate_cmd(work: Path, spectra: int = SPECTRA) -> list[str]:
+    return ["xrfcore", "simulate-archive", "-p", str(work / "archive.h5"), "--spectra", str(spectra),
+            "--heads", str(HEADS), "--seed", str(SEED_ARCHIVE)]
+
+
+def pretrain_cmd(work: Path, threads: int, device: str, spectra: int = SPECTRA) -> list[str]:
     return ["xrfcore", "pretrain", "-p", str(work / "archive.h5"), "-o", str(work / FOLDER),
             "--size", "tiny", "--window-channels", "512", "--steps", str(STEPS), "--batch-size", "64",
             "--lr", LR, "--mask-ratio", "0.5", "--transform", TRANSFORM, "--seed", "0",
             "--threads", str(threads), "--device", device, "--checkpoint-every", "100", "--log-every", "10",
-            "--val-cores", *VAL_CORES]
+            "--val-cores", *val_cores(spectra)]
 
 
 def sh(cmd: list[str]) -> None:
@@ -101,18 +121,25 @@ def ship(work: Path, threads: int, device: str, hardware_note: str, out: Path) -
     shutil.copyfile(run / "model.safetensors", tmp)
     os.replace(tmp, weights)
     assert sha256(weights) == card["weights_sha256"]
+    if card.get("ood_reference"):  # its OOD arrays (xrfcore/ood.py) go beside it, named after it
+        shutil.copyfile(run / card["ood_reference"]["file"], out / f"{NAME}.ood.safetensors")
+        card["ood_reference"]["file"] = f"{NAME}.ood.safetensors"
     archive = work / "archive.h5"
     card["name"] = NAME
     card["weights_file"] = weights.name
     card["description"] = ("Default xrfcore foundation model: a tiny masked-autoencoder ViT pretrained by masked "
-                           "spectrum modeling on SIMULATED Avaatech 10 kV spectra (0-10.24 keV), log + z-score input. It has never "
+                           "spectrum modeling on SIMULATED Avaatech 10 kV spectra (0-10.24 keV), log + z-score input, "
+                           "read through the import path (raw folders, energy calibration at import) with "
+                           "gain/offset/resolution augmentation. It has never "
                            "seen a real spectrum. Fine-tune it on your own labelled samples; pretrain on your "
                            f"own archive for a real foundation model. Card for people: {NAME}.md")
     card["data"]["project"] = "archive.h5 (simulated; see data.archive)"
     card["data"]["archive"] = {
         "command": " ".join(["xrfcore"] + simulate_cmd(Path("."))[1:]),
+        "path": "raw Avaatech folders (no calibration in the files) imported with import_folder, "
+                "calibrated per run and spectrum at import",
         "file": "archive.h5", "file_sha256": sha256(archive), **archive_summary(archive),
-        "heads": ["avaatech-a", "avaatech-b", "avaatech-c", "sim-head-04", "sim-head-05", "sim-head-06"],
+        "heads": ["avaatech-a", "avaatech-b", "avaatech-c"][:HEADS] + [f"sim-head-{i:02d}" for i in range(4, HEADS + 1)],
         "site_types": ["pelagic carbonate", "hemipelagic", "siliceous upwelling", "mixed"],
         "seed": SEED_ARCHIVE,
     }
@@ -139,13 +166,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--hardware-note", default="")
     ap.add_argument("--models", default=str(REPO / "models"), help="where to ship it (default models/)")
+    ap.add_argument("--spectra", type=int, default=SPECTRA,
+                    help=f"archive size (default {SPECTRA}; smaller only to test the script, never to ship)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    if a.spectra != SPECTRA and a.stage in ("all", "ship"):
+        ap.error("--spectra other than the default is for testing the simulate/pretrain stages, not for shipping")
     if a.stage in ("all", "simulate") and not (work / "archive.h5").exists():
-        sh(simulate_cmd(work))
+        sh(simulate_cmd(work, a.spectra))
     if a.stage in ("all", "pretrain"):
-        sh(pretrain_cmd(work, a.threads, a.device))
+        sh(pretrain_cmd(work, a.threads, a.device, a.spectra))
     if a.stage in ("all", "ship"):
         ship(work, a.threads, a.device, a.hardware_note, Path(a.models))
     return 0

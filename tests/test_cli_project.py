@@ -50,7 +50,7 @@ def test_import_info_export(tmp_path, folder, capsys):
     out_csv = tmp_path / "spectra.csv"
     assert main(["export-spectra", str(proj), "--core", "C1", "--run", "10kV-Run1", "-o", str(out_csv)]) == 0
     header = [ln for ln in out_csv.read_text().splitlines() if ln.startswith("#")]
-    assert any("core: C1" in ln for ln in header) and any("grid 10kV-Run1" in ln for ln in header)
+    assert any("core: C1" in ln for ln in header) and any("energy calibration 10kV-Run1" in ln for ln in header)
     df = pd.read_csv(out_csv, comment="#")
     assert len(df) == 6 and "ch2047" in df.columns and df["depth_mm"].is_monotonic_increasing
     from xrfcore.store import Project

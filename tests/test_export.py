@@ -9,7 +9,9 @@ def table():
     return pd.DataFrame({"core": "A", "depth_mm": [0.0, 10.0], "section": "1", "position_mm": [0.0, 10.0],
                          "CaCO3": [50.0, 51.5], "CaCO3_lo": [45.0, 46.5], "CaCO3_hi": [55.0, 56.5],
                          "TOC": [0.5, 0.6], "TOC_lo": [0.2, 0.3], "TOC_hi": [0.8, 0.9],
-                         "ood_score": [0.5, 1.4], "ood_flag": [False, True], "model_id": "m1"})
+                         "ood_score": [0.5, 1.4], "ood_flag": [False, True],
+                         "ood_reason": ["", "unlike the foundation model's training spectra (reconstruction "
+                                        "error 4.2x typical, features 1.3x past their limit)"], "model_id": "m1"})
 
 
 def test_write_and_read_back(tmp_path):
@@ -26,6 +28,7 @@ def test_write_and_read_back(tmp_path):
     assert list(back.columns) == export.PREDICTION_COLUMNS
     np.testing.assert_allclose(back.CaCO3, [50.0, 51.5])
     assert back.ood_flag.tolist() == [False, True]
+    assert back.ood_reason.fillna("").tolist() == table().ood_reason.tolist()  # commas survive quoting
     assert not list(p.parent.glob("*.tmp"))
 
 

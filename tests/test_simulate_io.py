@@ -120,13 +120,17 @@ def test_cancel_leaves_nothing(tmp_path):
     assert not list(out.iterdir())
 
 
-def test_archive_into_project(tmp_path):
-    from xrfcore.simulate.archive import simulate_archive
+def test_archive_through_import(tmp_path):
+    """The archive is written as raw Avaatech folders and imported by import_folder: the project's
+    import log names the files, runs are labelled simulated, truth rides along, same seed same spectra."""
+    from xrfcore.simulate.archive import simulate_archive, truth_from_header
     from xrfcore.store import Project
 
     proj = tmp_path / "arch.h5"
     out = simulate_archive(proj, 130, 3, seed=4)
     assert out["spectra"] == 130 and out["heads"] == ["avaatech-a", "avaatech-b", "avaatech-c"]
+    assert out["import"]["rejected"] == 0 and out["files"] == 130
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # temp folder removed
     total = 0
     with Project.open(proj) as p:
         for core in p.cores():
@@ -134,20 +138,66 @@ def test_archive_into_project(tmp_path):
                 rd = p.read_run(core, run)
                 total += len(rd)
                 assert (rd.meta["scanner"] == "simulated-avaatech").all()
+                assert rd.meta["source_path"].str.endswith(".spe").all()
+                assert rd.meta["source_path"].str.startswith(f"{core}/Run 1 at  10kV/").all()
+                assert rd.meta["gain_kev"].isna().all()    # the files state no calibration
                 hdr = rd.meta["header"].iloc[0]
                 hdr = json.loads(hdr) if isinstance(hdr, str) else hdr
-                assert hdr["SIMULATED"] == "true" and hdr["head"].startswith("avaatech-")
-                assert "CaCO3" in json.loads(hdr["truth"])
+                assert "SIMULATED" in hdr["SPEC_REM"] and "head=avaatech-" in hdr["SPEC_REM"]
+                truth = truth_from_header(hdr)
+                assert 0 <= truth["CaCO3"] <= 100 and "gain_scale" in truth
         log = p.import_log()
     assert total == 130
-    assert log["message"].str.contains("SIMULATED").all()
-    # same seed, same spectra
+    assert len(log) == 130 and log["file"].str.endswith(".spe").all() and (log["status"] == "ok").all()
+    assert log["folder"].str.contains("SIMULATED-archive-130-spectra-seed4").all()
+    # same seed, same spectra; importing the same archive again adds nothing
     proj2 = tmp_path / "arch2.h5"
     simulate_archive(proj2, 130, 3, seed=4)
     with Project.open(proj) as p, Project.open(proj2) as q:
-        c = p.cores()[0]
-        r = p.runs(c)[0]
-        assert np.array_equal(p.read_run(c, r).counts, q.read_run(c, r).counts)
+        for c in p.cores():
+            r = p.runs(c)[0]
+            assert np.array_equal(p.read_run(c, r).counts, q.read_run(c, r).counts)
+    again = simulate_archive(proj2, 130, 3, seed=4)
+    assert again["spectra"] == 0 and again["import"]["skipped"] == 130
+
+
+def test_archive_keep_raw_and_cancel(tmp_path):
+    from xrfcore.jobs import CancelToken, Cancelled
+    from xrfcore.simulate.archive import simulate_archive
+
+    raw = tmp_path / "raw"
+    simulate_archive(tmp_path / "a.h5", 40, 2, seed=1, keep_raw=raw)
+    assert len(list(raw.rglob("*.spe"))) == 40 and len(list(raw.glob("*/*_truth.csv"))) == 2
+    assert "SIMULATED" in (raw / "README.md").read_text()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        simulate_archive(tmp_path / "b.h5", 40, 2, seed=1, token=token)
+    assert not (tmp_path / "b.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "raw"]
+
+
+def test_simulate_gain_and_offset_move_fe_ka_on_the_nominal_grid(tmp_path):
+    from xrfcore.cli import main
+    from xrfcore.energy import lines_in_range
+    from xrfcore.io.avaatech import read_spe
+
+    out = tmp_path / "g"
+    assert main(["simulate", "-o", str(out), "--length-m", "0.3", "--head", "avaatech-a", "--gain", "0.0205",
+                 "--offset-ch", "3", "--seed", "1"]) == 0
+    spes = sorted(out.rglob("*.spe"))
+    assert len(spes) == 30
+    text = spes[0].read_text(encoding="latin-1")
+    assert "SIMULATED" in text and "head=avaatech-a-g0.02050-o+3.00ch" in text
+    total = sum(read_spe(p.read_bytes()).counts.astype(float) for p in spes)
+    fe = next(ln.kev for ln in lines_in_range(6.3, 6.5, ["Fe"]) if ln.line == "Ka")
+    expected = fe / 0.0205 - 3          # channel i is centred at 0.0205 * (i + 3) keV
+    top = 295 + int(np.argmax(total[295:325]))
+    sl = slice(top - 2, top + 3)
+    found = float((total[sl] * np.arange(2048)[sl]).sum() / total[sl].sum())
+    assert found == pytest.approx(expected, abs=0.5)
+    assert fe / 0.020 - found > 10        # on the nominal 0.020 grid it reads ~0.21 keV low
+    assert main(["simulate", "-o", str(tmp_path / "x"), "--gain", "0.5"]) == 2
 
 
 def test_randomised_heads_beyond_named(tmp_path):

@@ -28,7 +28,9 @@ def register(sub) -> None:
     p.add_argument("--size", default="tiny", help="architecture for --mode scratch without --model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run", help="run key to match labels against (default: each core's 10 kV run)")
+    p.add_argument("--run", help="run key to match labels against (default: each core's run at the model's kV)")
+    p.add_argument("--allow-instrument-mismatch", action="store_true",
+                   help="fine-tune even on runs from another tube, kV or energy range than the base model's")
     p.add_argument("--tolerance-mm", type=float, default=5.0, help="nearest-spectrum tolerance for mid-depths")
     p.add_argument("--depth-unit", choices=("mm", "cm", "m"), help="unit of the depth columns (default: from names)")
     p.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
@@ -42,7 +44,9 @@ def register(sub) -> None:
     p.add_argument("model", help="fine-tuned model folder (or .safetensors/.json)")
     p.add_argument("-p", "--project", required=True)
     p.add_argument("--core", action="append", help="core (repeatable; default: all cores)")
-    p.add_argument("--run", help="run key (default: each core's 10 kV run)")
+    p.add_argument("--run", help="run key (default: each core's run at the model's kV)")
+    p.add_argument("--allow-instrument-mismatch", action="store_true",
+                   help="predict even a run from another tube, kV or energy range than the model was trained for")
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--out", help="also export CSV: a file (one core) or a folder (one file per core)")
     p.set_defaults(func=cmd_predict)
@@ -55,7 +59,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="run a benchmark (tests/benchmarks/) and print its table")
-    p.add_argument("which", choices=("accuracy", "throughput"))
+    p.add_argument("which", choices=("accuracy", "throughput", "ood"))
     p.add_argument("--quick", action="store_true", help="small version (minutes)")
     p.add_argument("rest", nargs="*", help="further arguments for the benchmark script")
     p.set_defaults(func=cmd_bench)
@@ -102,7 +106,8 @@ def cmd_finetune(args) -> int:
             depth_unit=args.depth_unit, run=args.run, tolerance_mm=args.tolerance_mm,
             store_labels=not args.no_store_labels, progress=bar, core=args.core,
             mode=args.mode, targets=targets, log_targets=log_targets, val=args.val, epochs=args.epochs,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size, **extra)
+            batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size,
+            allow_instrument_mismatch=args.allow_instrument_mismatch, **extra)
     finally:
         bar.close()
     print(f"labels: {Path(args.labels).name}: {len(lab.samples)} samples read, {match.summary()}")
@@ -115,6 +120,8 @@ def cmd_finetune(args) -> int:
             print(f"    line {r.source_row}  {r.core}  [{r.status}] {r.reason}")
         if len(rep) > 15:
             print(f"    ... and {len(rep) - 15} more")
+    for chk in (card.get("labels") or {}).get("instrument_check") or []:
+        print(f"  instrument check: {chk['result']}; {chk['summary']}")
     print(f"model {card['id']} ({card['mode']}, validation: {card['validation']['scheme']})")
     for t, m in card["metrics"].items():
         c = card["conformal"][t]
@@ -153,7 +160,8 @@ def cmd_predict(args) -> int:
     for core in cores:
         bar = progress_bar(f"predict {core}")
         try:
-            df = predict_core(args.project, core, args.model, args.run, progress=bar, predictor=pr)
+            df = predict_core(args.project, core, args.model, args.run, progress=bar, predictor=pr,
+                              allow_instrument_mismatch=args.allow_instrument_mismatch)
         finally:
             bar.close()
         ood = int(df["ood_flag"].sum())
@@ -162,6 +170,9 @@ def cmd_predict(args) -> int:
             if df[t].notna().any():
                 line += f"; {t} {df[t].min():.2f}-{df[t].max():.2f} wt%"
         print(line)
+        chk = df.attrs["provenance"].get("instrument_check") or {}
+        if chk:
+            print(f"  instrument check: {chk['result']}; {chk['summary']}")
         if out is not None:
             path = out if (len(cores) == 1 and out.suffix.lower() == ".csv") else out / f"{core}_{pr.model_id}.csv"
             export.write_predictions_csv(path, df, df.attrs["provenance"])

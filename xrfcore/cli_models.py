@@ -4,6 +4,7 @@ with their cards, show one card, import a research state dict.
     xrfcore models [--dir D] [--kind mae|regressor] [--json]
     xrfcore models --card NAME|PATH|default        print the model card (markdown, else the JSON)
     xrfcore models --import FILE.pth [--name N] [--kind auto|mae|regressor] [--force]
+    xrfcore models --add-ood-reference MODEL -p archive.h5 [--val-cores C ...] [--cores C ...]
 
 To replace the older `models` subcommand in cli_pretrain.py: register this module's ``register``
 in xrfcore/cli.py AREAS and drop the `models` parser there (argparse refuses two of one name).
@@ -33,6 +34,15 @@ def add_arguments(p) -> None:
     p.add_argument("--import-kind", default="auto", choices=("auto", "mae", "regressor"),
                    help="what the imported file holds (auto: regressor when it has an fc head)")
     p.add_argument("--force", action="store_true", help="overwrite an imported model of the same name")
+    p.add_argument("--add-ood-reference", metavar="MODEL", help="add what a foundation model knows (its "
+                   "reconstruction-error quantiles and embedding statistics, xrfcore/ood.py) to its card, "
+                   "from the spectra of a project (-p); the weights are not changed")
+    p.add_argument("-p", "--project", help="project file for --add-ood-reference (e.g. the pretraining archive)")
+    p.add_argument("--val-cores", nargs="+", help="held-out cores for the reconstruction quantiles "
+                   "(default: the card's validation cores found in the project)")
+    p.add_argument("--cores", nargs="+", help="other cores to sample for the embedding statistics "
+                   "(default: all other cores of the project)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (for --add-ood-reference)")
 
 
 def describe(e: dict) -> str:
@@ -55,6 +65,8 @@ def cmd_models(args) -> int:
     from xrfcore import models_registry as reg
     from xrfcore.cli import UserError
 
+    if args.add_ood_reference:
+        return _add_ood_reference(args)
     if args.import_:
         try:
             card_path = reg.import_research(args.import_, args.name, kind=args.import_kind, overwrite=args.force)
@@ -87,3 +99,29 @@ def cmd_models(args) -> int:
         mark = "  (default)" if default is not None and Path(e["path"]) == default else ""
         print(first + mark + "\n" + rest)
     return 0
+
+
+def _add_ood_reference(args) -> int:
+    from xrfcore import models_registry as reg, ood
+    from xrfcore.cli import UserError, progress_bar
+    from xrfcore.train.device import resolve_device
+
+    if not args.project:
+        raise UserError("--add-ood-reference needs the project whose spectra describe the model (-p)")
+    try:
+        path = reg.resolve(args.add_ood_reference, kind="mae")
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    bar = progress_bar("OOD reference")
+    try:
+        card = ood.add_reference(path, args.project, val_cores=args.val_cores, cores=args.cores,
+                                 device=str(resolve_device(args.device)), progress=bar)
+    finally:
+        bar.close()
+    r = card["ood_reference"]
+    print(f"{card.get('name', card['id'])}: OOD reference added ({r['source']})\n"
+          f"  reconstruction limit {r['recon']['limit']:.5f} (median {r['recon']['median']:.5f}, "
+          f"{r['recon']['n']} {r['recon']['spectra']} spectra); embedding limit {r['embedding']['limit']:.2f}\n"
+          f"  arrays: {ood.sidecar(path)} (sha256 {r['sha256'][:12]}); weights unchanged")
+    return 0
+

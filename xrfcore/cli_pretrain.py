@@ -30,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
                    help="mixed precision on CUDA (never used on the CPU)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train on the spectra as they are, without the default gain/offset/resolution "
+                        "augmentation (ranges: xrfcore/train/augment.py, recorded in the card); "
+                        "a resumed run keeps its checkpoint's choice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads per process (default: the usable "
                                                 "cores / processes on this node)")
@@ -101,10 +105,13 @@ def cmd_pretrain(args) -> int:
                      warmup_steps=args.warmup_steps, mask_ratio=args.mask_ratio, transform=transform,
                      seed=args.seed, device=args.device, amp=args.amp, threads=threads,
                      log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                     out_dir=str(out), resume=args.resume)
+                     out_dir=str(out), resume=args.resume, augment=not args.no_augment)
     info = {"project": str(Path(args.project).resolve()), "train": train.summary(),
             "val": val.summary() if len(val) else None, "val_cores": list(args.val_cores),
             "kv": args.kv, "simulated": train.summary()["simulated"]}
+    if main:  # tube anode (from the spectra's lines), kV range and scanner, for card["instrument"]
+        from xrfcore.instrument import training_instrument
+        info.update(training_instrument(args.project, train.core, train.run, train.counts, cfg.grid()))
     if main:
         sim = info["simulated"]
         print(f"pretraining {args.size} on {len(train)} spectra from {len(info['train']['cores'])} cores"
@@ -160,7 +167,7 @@ def cmd_reconstruct(args) -> int:
         raise UserError(f"{args.core}/{run} holds no active spectra")
     depth = data.meta["depth_mm"].to_numpy(float)
     i = int(np.nanargmin(np.abs(depth - args.depth)))
-    r = reconstruct(model, card, data.counts[i], args.mask_ratio, args.seed, grid=data.grid)
+    r = reconstruct(model, card, data.counts[i], args.mask_ratio, args.seed, grid=data.grids.row(i))
     scanner = str(data.meta["scanner"].iloc[i]) if "scanner" in data.meta else ""
     simulated = scanner.startswith("simulated") or card.get("simulated_data") is True
     head = [f"xrfcore reconstruction{' (SIMULATED data)' if simulated else ''}",

@@ -16,7 +16,7 @@ from xrfcore import __version__
 from xrfcore.fileio import atomic_open
 
 PREDICTION_COLUMNS = ["core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "CaCO3_hi",
-                      "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "model_id"]
+                      "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "ood_reason", "model_id"]
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

@@ -4,9 +4,10 @@
   or scaled by the ridge leverage of the spectrum's embedding when the card's calibration chose
   normalised scores (see xrfcore.train.finetune); clamped to [0, 100]. Targets modelled as ln(wt%)
   (TOC by default) get the half-width in log space: a factor either side, asymmetric in wt%.
-- Out-of-distribution score: the pretrained autoencoder's masked reconstruction error (fixed masks,
-  a few seeds) divided by the 99th percentile of the same error on the training spectra; a score
-  above 1 is flagged. Models without an autoencoder (scratch without a base) give NaN / False.
+- Out-of-distribution score (xrfcore.ood): the largest of the foundation model's reconstruction error
+  and embedding distance against its own reference, the distance to the lab samples' cores and a
+  counts check, each over its limit; above 1 is flagged, ``ood_reason`` says why. Models without an
+  autoencoder (scratch without a base) give NaN / False / "".
 Results are stored in the project under the model id (one transaction) and can be exported with
 ``export.write_predictions_csv(path, df, provenance)``.
 """
@@ -19,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from xrfcore.jobs import CancelToken, no_progress
+from xrfcore.ood import describe as ood_describe
 
 COLUMNS = ["core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "CaCO3_hi",
-           "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "model_id"]
+           "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "ood_reason", "model_id"]
 
 
 def _is_simulated(meta: pd.DataFrame) -> bool:
@@ -48,7 +50,7 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
                                      "space": c.get("space", "linear"),
                                      "cv_coverage": c.get(f"cv_coverage_{c.get('method', 'plain')}")}
                                  for t, c in (card.get("conformal") or {}).items()},
-        "ood": "reconstruction error / training 99th percentile; flag > 1" if card.get("ood") else "not available",
+        "ood": ood_describe(card),
         "labels_sha256": (card.get("labels") or {}).get("sha256"),
         "project": str(project_path) if project_path else None,
         "project_sha256": project_sha256,
@@ -59,6 +61,14 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
     }
 
 
+def _calibration_note(rd) -> str:
+    """The run's energy calibration as the export header states it."""
+    src = rd.meta["cal_source"].value_counts().to_dict() if "cal_source" in rd.meta else {}
+    by = ", ".join(f"{v} {k}" for k, v in src.items() if k)
+    return (f"gain {rd.grid.gain_kev * 1000:.3f} eV/ch, offset {rd.grid.offset_kev * 1000:+.1f} eV "
+            f"({rd.attrs.get('grid_source', 'not recorded')})" + (f"; per spectrum: {by}" if by else ""))
+
+
 def _file_sha256(path) -> str:
     from xrfcore.export import file_sha256
     return file_sha256(path)
@@ -66,12 +76,16 @@ def _file_sha256(path) -> str:
 
 def predict_core(project_path, core: str, model_path, run: str | None = None, *,
                  progress=no_progress, token: CancelToken | None = None, store: bool = True,
-                 device: str = "auto", predictor=None) -> pd.DataFrame:
+                 device: str = "auto", predictor=None,
+                 allow_instrument_mismatch: bool = False) -> pd.DataFrame:
     """Predict every active depth of ``core``; stores the table under the model id when ``store``.
 
+    The run must match the instrument the model was trained for (xrfcore.instrument: tube anode,
+    kV, energy window): otherwise ``instrument.InstrumentMismatch`` (or ``NoMatchingRun`` when no
+    run is named and none is at the model's kV) unless ``allow_instrument_mismatch``.
     Returns a DataFrame with COLUMNS; ``df.attrs["provenance"]`` holds the provenance dict.
     """
-    from xrfcore import labels, store as st
+    from xrfcore import instrument, ood, store as st
     from xrfcore.train.finetune import Predictor
 
     token = token or CancelToken()
@@ -80,23 +94,29 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
         if core not in p.cores():
             raise ValueError(f"{project_path}: no core {core!r} (cores: {', '.join(p.cores()) or 'none'})")
         runs = p.runs(core)
-        key = run if run is not None else labels.choose_run(runs)
+        key, chosen = instrument.choose_run(instrument.runs_with_kv(p, core), pr.card, core=core, run=run,
+                                            allow=allow_instrument_mismatch)
         if key not in runs:
             raise ValueError(f"{project_path}: core {core!r} has no run {key!r} (runs: {', '.join(runs)})")
         rd = p.read_run(core, key, active_only=True)
     if len(rd) == 0:
         raise ValueError(f"{project_path}: core {core!r} run {key!r} has no active spectra")
-    out = pr.predict_counts(rd.counts, rd.grid, progress=progress, token=token)
+    check = instrument.check_or_refuse(pr.card, rd, core=core, run=key, allow=allow_instrument_mismatch)
+    out = pr.predict_counts(rd.counts, rd.grids, progress=progress, token=token, exposure=ood.exposure(rd.meta))
     df = pd.DataFrame({"core": core, "depth_mm": rd.meta["depth_mm"].to_numpy(float),
                        "section": rd.meta["section"].astype(str).to_numpy(),
                        "position_mm": rd.meta["position_mm"].to_numpy(float)})
-    for c in COLUMNS[4:12]:
+    for c in COLUMNS[4:-1]:
         df[c] = out[c].to_numpy()
     df["ood_flag"] = df["ood_flag"].astype(bool)
     df["model_id"] = pr.model_id
     token.raise_if_cancelled()
     prov = provenance(pr.card, project_path=Path(project_path).name, core=core, run=key,
                       data_simulated=_is_simulated(rd.meta))
+    prov["energy_calibration"] = _calibration_note(rd)
+    prov["run_choice"] = chosen
+    prov["counts_outside_window"] = round(check.outside_share, 5)
+    prov["instrument_check"] = check.to_dict()
     if store:
         with st.transaction(project_path) as w:
             w.write_predictions(core, pr.model_id, df, prov)
@@ -106,7 +126,8 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
 
 
 def predict_project(project_path, model_path, cores=None, run=None, *, progress=no_progress,
-                    token: CancelToken | None = None, device: str = "auto") -> dict[str, pd.DataFrame]:
+                    token: CancelToken | None = None, device: str = "auto",
+                    allow_instrument_mismatch: bool = False) -> dict[str, pd.DataFrame]:
     """predict_core for several cores (all by default) with one loaded model."""
     from xrfcore import store as st
     from xrfcore.train.finetune import Predictor
@@ -119,7 +140,7 @@ def predict_project(project_path, model_path, cores=None, run=None, *, progress=
         def prog(d, t, m="", i=i, core=core):
             progress(i * 1000 + int(1000 * d / max(t, 1)), len(cores) * 1000, f"{core}: {m}")
         out[core] = predict_core(project_path, core, model_path, run, progress=prog, token=token,
-                                 predictor=pr)
+                                 predictor=pr, allow_instrument_mismatch=allow_instrument_mismatch)
     return out
 
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFil
                                QVBoxLayout)
 
 from app import engine
+from app.dialogs.instrument_dialog import ask_allow_mismatch
 from app.errors import show_error
 from app.formatting import model_name, short_path
 from app.settings import models_dir
@@ -31,6 +32,7 @@ class FinetuneDialog(QDialog):
         self.job: JobThread | None = None
         self.result: dict | None = None
         self.outcome = ""
+        self.allow_mismatch = False   # set when the user chose "Fine-tune anyway"
 
         form = QFormLayout()
         self.t_caco3 = QCheckBox("CaCO3")
@@ -153,6 +155,7 @@ class FinetuneDialog(QDialog):
         self.bar.setRange(0, 0)
         self.job = JobThread(engine.finetune_project, self.project, s["base_model"], out, mode=s["mode"],
                              targets=s["targets"], epochs=s["epochs"], device=s["device"],
+                             allow_instrument_mismatch=self.allow_mismatch,
                              name="finetune", uses_torch=True, parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.succeeded.connect(self._on_done)
@@ -193,6 +196,17 @@ class FinetuneDialog(QDialog):
         self.accept()
 
     def _on_failed(self, message: str) -> None:
+        info = engine.instrument_refusal(self.job.error if self.job is not None else None)
+        if info is not None and not self.allow_mismatch:
+            # the lab samples' runs come from another instrument than the base model's: ask
+            self._finish()
+            if ask_allow_mismatch(self, info, "Fine-tune"):
+                self.allow_mismatch = True
+                self.start()
+                return
+            self.outcome = "refused"
+            self.status.setText("Not fine-tuned: " + message)
+            return
         self.outcome = "failed"
         self.status.setText("Fine-tuning failed: " + message)
         self._finish()

@@ -27,6 +27,13 @@ def runs_of_true(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
 
 
+def ood_tip(depth, reasons, most: int = 4) -> str:
+    """Tooltip of a shaded span: its depths and the reasons of its first few flagged depths."""
+    lines = [f"Out of distribution, {depth[0]:g}-{depth[-1]:g} mm ({len(depth)} depths)"]
+    lines += [f"{d:g} mm: {r}" for d, r in list(zip(depth, reasons))[:most] if r]
+    return "\n".join(lines + (["..."] if len(depth) > most else []))
+
+
 class DowncorePanel:
     def __init__(self, plot: pg.PlotItem, name: str, units: str):
         self.plot, self.name = plot, name
@@ -71,14 +78,16 @@ class DowncorePanel:
         else:
             self.lab_bars.setData(x=np.array([]), y=np.array([]))
 
-    def set_ood(self, spans_mm: list[tuple[float, float]]) -> None:
+    def set_ood(self, spans_mm: list[tuple[float, float]], tips: list[str] | None = None) -> None:
         for r in self.ood:
             self.plot.removeItem(r)
         self.ood = []
-        for a, b in spans_mm[:MAX_OOD_SPANS]:
+        for i, (a, b) in enumerate(spans_mm[:MAX_OOD_SPANS]):
             r = pg.LinearRegionItem(values=(a, b), orientation="horizontal", movable=False,
                                     brush=OOD_BRUSH, pen=pg.mkPen(None))
             r.setZValue(-10)
+            if tips and tips[i]:
+                r.setToolTip(tips[i])  # why it is flagged, on hover
             self.plot.addItem(r)
             self.ood.append(r)
 
@@ -128,6 +137,7 @@ class DowncoreView(QWidget):
         self._trace_plot.setVisible(False)  # shown when a trace is switched on
         self.depth_range = (0.0, 1.0)
         self.ood_spans: list[tuple[float, float]] = []
+        self.ood_tips: list[str] = []
         self.glw.scene().sigMouseClicked.connect(self._on_click)
 
     def set_title(self, text: str) -> None:
@@ -149,18 +159,22 @@ class DowncoreView(QWidget):
         if target in self.panels:
             self.panels[target].set_labs(depth, value, top, bottom)
 
-    def set_ood(self, depth, flags, step_mm: float | None = None) -> None:
-        """Shade depths whose out-of-distribution flag is set (merged into spans)."""
+    def set_ood(self, depth, flags, step_mm: float | None = None, reasons=None) -> None:
+        """Shade depths whose out-of-distribution flag is set (merged into spans); ``reasons`` (text
+        per depth) become each span's tooltip."""
         depth = np.asarray(depth, float)
         flags = np.asarray(flags, bool)
         order = np.argsort(depth)
         depth, flags = depth[order], flags[order]
+        why = np.asarray(reasons, dtype=object)[order] if reasons is not None else None
         if step_mm is None:
             step_mm = float(np.median(np.diff(depth))) if len(depth) > 1 else 1.0
         half = step_mm / 2
-        self.ood_spans = [(depth[a] - half, depth[b - 1] + half) for a, b in runs_of_true(flags)]
+        runs = runs_of_true(flags)
+        self.ood_spans = [(depth[a] - half, depth[b - 1] + half) for a, b in runs]
+        self.ood_tips = [ood_tip(depth[a:b], why[a:b]) for a, b in runs] if why is not None else []
         for p in self.panels.values():
-            p.set_ood(self.ood_spans)
+            p.set_ood(self.ood_spans, self.ood_tips)
 
     def set_trace(self, name: str, depth, values) -> None:
         panel = self.panels["traces"]

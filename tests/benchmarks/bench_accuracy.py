@@ -1,6 +1,7 @@
 """Accuracy benchmark: the research table on SIMULATED cores.
 
-Simulated archive (3 scanner heads) -> HDF5 project -> tiny MAE pretrained on every core except
+Simulated archive (3 scanner heads) written as raw Avaatech folders -> `xrfcore import` (as a user's
+folder, energy calibrated at import) -> HDF5 project -> tiny MAE pretrained on every core except
 the test cores -> lab samples (1 cm, every 10 cm, with lab error) on the label cores, matched to
 spectra by xrfcore.labels -> NMF + SVR, from scratch, pretrained head, pretrained full at
 10 / 50 / 100 / 500 / all labels -> R2 and RMSE on
@@ -49,38 +50,36 @@ def log(msg):
 
 
 def simulate(project, n_cores, core_spectra, seed):
-    """Main archive (3 heads) + one core from a 4th head; returns truth per core and head per core."""
+    """Main archive (3 heads) + one core from a 4th head, written as raw Avaatech folders and imported
+    with `xrfcore import` like a user's folder (energy calibrated at import); returns truth per core
+    (from the truth CSVs the simulator writes) and head per core."""
+    import shutil
+    import subprocess
+
     from xrfcore.simulate import archive
 
     archive.CORE_SPECTRA = core_spectra
-    truth, head_of = {}, {}
-
-    def keep(recs, rename=None):
-        core = rename or recs[0].core
-        if rename:
-            for r in recs:
-                r.core = rename
-        t = [json_truth(r) for r in recs]
-        truth[core] = pd.DataFrame({"depth_mm": [r.depth_mm for r in recs],
-                                    "CaCO3": [x["CaCO3"] for x in t], "TOC": [x["TOC"] for x in t]})
-        head_of[core] = recs[0].header["head"]
-        return recs
-
-    with store.transaction(project) as p:
-        for recs in archive.simulate_records(n_cores * core_spectra, 3, seed):
-            recs = keep(recs)
-            p.write_run(recs[0].core, recs[0].run_key, recs)
-        # 4 heads, one core each: the 4th (a randomised head) is the unseen head
-        for recs in archive.simulate_records(4 * core_spectra, 4, seed + 1000):
-            if recs[0].header["head"] not in ("avaatech-a", "avaatech-b", "avaatech-c"):
-                recs = keep(recs, rename="UNSEENHEAD-1")
-                p.write_run("UNSEENHEAD-1", recs[0].run_key, recs)
+    raw = Path(project).parent / "raw"
+    shutil.rmtree(raw, ignore_errors=True)
+    head_of = archive.write_archive_folder(raw / "main", n_cores * core_spectra, 3, seed)
+    # 4 heads, one core each: the 4th (a randomised head) is the unseen head
+    extra = archive.write_archive_folder(raw / "extra", 4 * core_spectra, 4, seed + 1000)
+    unseen = next(c for c, h in extra.items() if h not in ("avaatech-a", "avaatech-b", "avaatech-c"))
+    exe = str(Path(sys.executable).with_name("xrfcore"))
+    subprocess.run([exe, "import", str(raw / "main"), "-p", str(project)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([exe, "import", str(raw / "extra" / unseen), "-p", str(project), "--core", "UNSEENHEAD-1"],
+                   check=True, stdout=subprocess.DEVNULL)
+    truth = {}
+    for core in head_of:
+        truth[core] = _truth_csv(raw / "main" / core)
+    truth["UNSEENHEAD-1"] = _truth_csv(raw / "extra" / unseen)
+    head_of = dict(head_of, **{"UNSEENHEAD-1": extra[unseen]})
     return truth, head_of
 
 
-def json_truth(rec):
-    import json
-    return json.loads(rec.header["truth"])
+def _truth_csv(core_dir: Path) -> pd.DataFrame:
+    t = pd.read_csv(next(core_dir.glob("*_truth.csv")), comment="#")
+    return t[["depth_mm", "CaCO3", "TOC"]].reset_index(drop=True)
 
 
 def lab_rows(truth, cores, spacing_mm, rng):

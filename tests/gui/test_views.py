@@ -62,6 +62,10 @@ def test_downcore_view_bands_labs_ood_traces(qtbot):
     v.set_ood(z, flags)
     assert v.ood_spans == [(25.0, 55.0), (495.0, 505.0)]
     assert len(v.panels["TOC"].ood) == 2
+    why = np.where(flags, "low counts (x0.31 of expected): crack or gap?", "")
+    v.set_ood(z, flags, reasons=why)  # the reason shows on hover
+    tip = v.panels["CaCO3"].ood[0].toolTip()
+    assert tip.startswith("Out of distribution, 30-50 mm (3 depths)") and "40 mm: low counts (x0.31" in tip
     assert not v._trace_plot.isVisible() or True
     v.set_trace("ln(Ca/Fe)", z, np.sin(z))
     assert "ln(Ca/Fe)" in v.trace_items

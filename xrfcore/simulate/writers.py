@@ -29,6 +29,7 @@ from xrfcore.simulate.forward import pin_blas_threads, simulator_for
 from xrfcore.simulate.heads import Head, get_head, sample_nuisances
 
 RUN_FOLDER = "Run 1 at  10kV"
+TRUTH_PREFIX = "truth "       # remark line carrying a spectrum's truth as JSON (archives)
 SLIT_DC_MM = 10.0
 SLIT_CC_MM = 12.0
 BATCH = 256
@@ -117,8 +118,11 @@ Known limits of the simulation are listed in xrfcore/simulate/REALISM.md.
 def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: Head, seed: int,
                rng: np.random.Generator, length_mm: float, *, start: dt.datetime,
                progress: ProgressFn = no_progress, token: CancelToken | None = None,
-               done0: int = 0, total: int = 0) -> int:
-    """Simulate and write one core series into ``root/<core>`` (root is a temp folder)."""
+               done0: int = 0, total: int = 0, truth_remark: bool = False) -> int:
+    """Simulate and write one core series into ``root/<core>`` (root is a temp folder).
+
+    ``truth_remark``: also put each spectrum's truth (composition, nuisances) in a ``truth {json}``
+    remark line, so it survives an import into a project (pretraining archives)."""
     sim = simulator_for(head)
     top, bottom = plan.depth_mm - SLIT_DC_MM / 2, plan.depth_mm + SLIT_DC_MM / 2
     win = series.window(np.maximum(top, 0), bottom)
@@ -153,6 +157,13 @@ def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: 
                 remark=["SIMULATED spectrum - xrfcore physics simulator, not a measurement",
                         f"xrfcore {__version__} head={head.name} seed={seed}"],
             )
+            if truth_remark:
+                meta["remark"].append(TRUTH_PREFIX + json.dumps({
+                    "CaCO3": round(float(win["caco3"][i] * 100), 3), "TOC": round(float(win["toc"][i] * 100), 4),
+                    "opal": round(float(win["opal"][i] * 100), 3), "water": round(float(win["water"][i] * 100), 3),
+                    "film_um": round(float(nz.film_um[i]), 3), "air_fraction": round(float(nz.air_fraction[i]), 4),
+                    "geometry_scale": round(float(nz.geometry_scale[i]), 4),
+                    "gain_scale": round(float(nz.gain_scale[i]), 6)}, separators=(",", ":")))
             name = spe_file_name(meta)
             write_spe(run_dir / name, res.counts[j], meta)
             t += dt.timedelta(seconds=float(res.real_s[j]) + float(rng.uniform(6, 9)))
@@ -186,11 +197,29 @@ def write_core(root: Path, core: str, series: CoreSeries, plan: ScanPlan, head: 
     return n
 
 
+def with_calibration(head: Head, gain: float | None = None, offset_ch: float | None = None) -> Head:
+    """The head with another gain (keV/channel) and/or zero offset given in channels: channel i is
+    centred at ``gain * (i + offset_ch)`` keV, so a positive offset moves peaks down. The name says so."""
+    if gain is None and offset_ch is None:
+        return head
+    g = head.gain if gain is None else float(gain)
+    if not 0.01 <= g <= 0.05:
+        raise ValueError(f"--gain must be between 0.01 and 0.05 keV per channel, got {g}")
+    if offset_ch is not None and not -100 <= offset_ch <= 100:
+        raise ValueError(f"--offset-ch must be between -100 and 100 channels, got {offset_ch}")
+    off = head.offset if offset_ch is None else float(offset_ch) * g
+    return head.replace(gain=g, offset=off, name=f"{head.name}-g{g:.5f}-o{off / g:+.2f}ch")
+
+
 def simulate_folder(out: str | os.PathLike, *, cores: int = 1, length_m: float = 3.0, step_mm: float = 10.0,
                     head: str | Head = "avaatech-a", seed: int = 0, overwrite: bool = False,
                     command: str = "", progress: ProgressFn = no_progress,
-                    token: CancelToken | None = None) -> list[Path]:
+                    token: CancelToken | None = None, gain: float | None = None,
+                    offset_ch: float | None = None) -> list[Path]:
     """Simulate ``cores`` core series into ``out``; returns the core folders written.
+
+    ``gain`` (keV/channel) and ``offset_ch`` override the head's calibration (see
+    :func:`with_calibration`); the files, like real Avaatech files, do not state it.
 
     Each core is built in a temp folder and renamed into place, so a failure or cancel leaves
     ``out`` as it was. Same arguments, same bytes.
@@ -202,7 +231,10 @@ def simulate_folder(out: str | os.PathLike, *, cores: int = 1, length_m: float =
         raise ValueError(f"--length-m must be between 0.05 and 100 m, got {length_m}")
     if not (0.1 <= step_mm <= 500):
         raise ValueError(f"--step-mm must be between 0.1 and 500 mm, got {step_mm}")
-    h = get_head(head) if isinstance(head, str) else head
+    h0 = get_head(head) if isinstance(head, str) else head
+    h = with_calibration(h0, gain, offset_ch)
+    calib = (f" --gain {gain:g}" if gain is not None else "") + \
+        (f" --offset-ch {offset_ch:g}" if offset_ch is not None else "")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [f"SIM{i + 1:02d}-1" for i in range(cores)]
@@ -220,7 +252,7 @@ def simulate_folder(out: str | os.PathLike, *, cores: int = 1, length_m: float =
     written = []
     readme = README_TOP.format(version=__version__, seed=seed, head=h.name,
                                command=command or f"xrfcore simulate -o <folder> --cores {cores} "
-                               f"--length-m {length_m:g} --step-mm {step_mm:g} --head {h.name} --seed {seed}")
+                               f"--length-m {length_m:g} --step-mm {step_mm:g} --head {h0.name}{calib} --seed {seed}")
     # every core goes to one temp folder first; they are moved into place only when all are done
     tmp = Path(tempfile.mkdtemp(prefix=".simulate.", suffix=".part", dir=out))
     try:

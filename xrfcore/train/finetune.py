@@ -362,7 +362,8 @@ def calibrate(res: np.ndarray, scale: np.ndarray, fold: np.ndarray, alpha: float
 # --------------------------------------------------------------------------- main entry
 
 def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
-             config: FinetuneConfig | None = None, reference=None, labels_info: dict | None = None,
+             config: FinetuneConfig | None = None, reference=None, reference_info: dict | None = None,
+             labels_info: dict | None = None,
              simulated: bool | None = None, out: str | Path | None = None,
              progress=no_progress, token: CancelToken | None = None, **overrides):
     """Fine-tune on labelled spectra.
@@ -371,9 +372,11 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     X: (n, C) counts (mean spectrum per lab sample); grid: their energy grid (resampled to the
     model's when it differs). y: DataFrame with CaCO3 and/or TOC (NaN = not measured).
     groups: core of each sample (for whole-core validation). reference: single spectra (counts)
-    for the out-of-distribution reference distribution (default: X). out: folder to save
+    for the out-of-distribution reference distribution (default: X), reference_info: their core,
+    depth_mm, exposure (``ood.lab_reference``). out: folder to save
     ``model`` (+ ``base_mae`` for the OOD score) into. Returns (regressor, card).
     """
+    from xrfcore import instrument, ood as oodmod
     from xrfcore.model import transforms as tfm
     from xrfcore.model.config import ModelConfig
     from xrfcore.model.mae import MaskedAutoencoderViT
@@ -493,23 +496,32 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         else:
             conformal[t].update(method="plain", calibration=f"split-conformal on the validation split ({val_note})")
 
-    # --- out-of-distribution reference: the pretrained autoencoder's error on training spectra
+    # --- out-of-distribution reference (xrfcore.ood): the foundation model's own reference, the
+    # labelled cores' spectra, their counts; the old lab-only error quantiles when the base has none
     ood = None
     mae = base if isinstance(base, MaskedAutoencoderViT) else None
     if mae is not None and cfg.ood:
-        ref = np.asarray(reference) if reference is not None else X
-        if len(ref) > cfg.ood_reference_max:
-            ref = ref[np.random.default_rng(cfg.seed).choice(len(ref), cfg.ood_reference_max, replace=False)]
         mae_transform = tfm.from_dict(base_card["transform"])  # the autoencoder's own input, whatever the head's
-        errs = reconstruction_errors(mae, tfm.prepare(ref, mae.cfg, mae_transform, src_grid=grid),
-                                     seeds=cfg.ood_seeds, mask_ratio=cfg.ood_mask_ratio, device=device,
-                                     batch=cfg.embed_batch, token=token)
+
+        def legacy():
+            ref = np.asarray(reference) if reference is not None else X
+            if len(ref) > cfg.ood_reference_max:
+                ref = ref[np.random.default_rng(cfg.seed).choice(len(ref), cfg.ood_reference_max, replace=False)]
+            errs = reconstruction_errors(mae, tfm.prepare(ref, mae.cfg, mae_transform, src_grid=grid),
+                                         seeds=cfg.ood_seeds, mask_ratio=cfg.ood_mask_ratio, device=device,
+                                         batch=cfg.embed_batch, token=token)
+            return {"mae_file": "base_mae", "transform": mae_transform.to_dict(),
+                    "seeds": list(cfg.ood_seeds), "mask_ratio": cfg.ood_mask_ratio,
+                    "reference_n": int(len(errs)), "reference": "single training spectra" if reference is not None
+                    else "labelled (averaged) spectra", "p99": float(np.quantile(errs, 0.99)),
+                    "quantiles": {str(p): float(np.quantile(errs, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)}}
+
+        same_encoder = cfg.mode == "head" and mcfg.pool == oodmod.POOL and transform.to_dict() == mae_transform.to_dict()
+        ood, reg.ood_arrays = oodmod.finetune_reference(
+            mae, base_card, reference, X, base_path=base_path, grid=grid, reference_info=reference_info,
+            embedding_from="regressor" if same_encoder else "base", legacy=legacy, seed=cfg.seed,
+            device=device, batch=cfg.embed_batch, token=token)
         mae.cpu()
-        ood = {"mae_file": "base_mae", "transform": mae_transform.to_dict(),
-               "seeds": list(cfg.ood_seeds), "mask_ratio": cfg.ood_mask_ratio,
-               "reference_n": int(len(errs)), "reference": "single training spectra" if reference is not None
-               else "labelled (averaged) spectra", "p99": float(np.quantile(errs, 0.99)),
-               "quantiles": {str(p): float(np.quantile(errs, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)}}
 
     card = {
         "transform": transform.to_dict(),
@@ -517,6 +529,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         "target_stats": {t: {"mean": float(mean[j]), "std": float(std[j]), **spaces[j]}
                          for j, t in enumerate(targets)},
         "clamp": [0.0, 100.0],
+        "instrument": instrument.for_finetuned(base_card, mcfg, (labels_info or {}).get("instrument_check")),
         "base_model": None if base_card is None else {
             "id": base_card.get("id"), "weights_sha256": base_card.get("weights_sha256"),
             "path": base_path, "simulated_data": base_card.get("simulated_data")},
@@ -579,8 +592,11 @@ def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None
             save_file({k: np.ascontiguousarray(v) for k, v in lev.items()}, str(tmp))
         card["calibration_file"] = {"file": "calibration.safetensors",
                                     "sha256": file_sha256(out / "calibration.safetensors")}
+    from xrfcore import ood as oodmod
+    oodmod.save_finetuned(out, reg, card)  # the OOD arrays (ood.safetensors), hash into the card
     if mae is not None and card.get("ood"):
-        bc = {k: v for k, v in (base_card or {}).items() if k not in ("config", "weights_sha256", "id", "kind")}
+        bc = {k: v for k, v in (base_card or {}).items()
+              if k not in ("config", "weights_sha256", "id", "kind", "ood_reference")}
         bc.setdefault("transform", card["transform"])
         checkpoint.save(out / "base_mae", mae, bc)
     path = checkpoint.save(out / "model", reg, card)
@@ -697,6 +713,8 @@ class Predictor:
             mae_path = checkpoint.paths(path)[0].parent / ood.get("mae_file", "base_mae")
             if mae_path.with_suffix(".json").exists():
                 self.mae, _ = checkpoint.load(mae_path)
+        from xrfcore import ood as oodmod
+        self.ood_arrays = oodmod.load_finetuned(path, self.card)  # None for cards made before it
 
     @classmethod
     def from_model(cls, model, card: dict, mae=None, device: str = "auto") -> "Predictor":
@@ -708,6 +726,7 @@ class Predictor:
         self.transform = tfm.from_dict(card["transform"])
         self.targets = list(card["targets"])
         self.mae = mae if card.get("ood") else None
+        self.ood_arrays = getattr(model, "ood_arrays", None)
         self.calibration = getattr(model, "calibration", None)
         return self
 
@@ -725,7 +744,10 @@ class Predictor:
         return np.full(len(E), np.inf if q is None else float(q))
 
     def predict_counts(self, counts, grid=None, *, batch: int = 256, progress=no_progress,
-                       token=None) -> pd.DataFrame:
+                       token=None, exposure=None) -> pd.DataFrame:
+        """Predictions, intervals and the OOD score, flag and reason (``xrfcore.ood``) per spectrum;
+        ``exposure``: live time x current per spectrum (``ood.exposure(meta)``) for the counts check."""
+        from xrfcore import ood as oodmod
         from xrfcore.model import transforms as tfm
 
         cfg = self.model.cfg
@@ -756,18 +778,10 @@ class Predictor:
         for t in TARGETS:
             if t not in df:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
+        for k, v in oodmod.score(self, counts, grid, E, exposure, batch=batch, token=token).items():
+            df[k] = v.to_numpy()
         if self.mae is not None:
-            ood = self.card["ood"]
-            mt = tfm.from_dict(ood["transform"]) if ood.get("transform") else self.transform
-            err = reconstruction_errors(self.mae, tfm.prepare(counts, self.mae.cfg, mt, src_grid=grid),
-                                        seeds=ood["seeds"], mask_ratio=ood["mask_ratio"], device=self.device,
-                                        batch=batch, token=token)
             self.mae.cpu()
-            df["ood_score"] = err / ood["p99"] if ood["p99"] > 0 else np.inf
-            df["ood_flag"] = df["ood_score"] > 1.0
-        else:
-            df["ood_score"] = np.nan
-            df["ood_flag"] = False
         self.model.cpu()
         return df
 
@@ -784,22 +798,25 @@ def ood_reference(project_path, samples: pd.DataFrame, grid) -> np.ndarray | Non
     with st.Project.open(project_path) as p:
         for core, key in samples[["core", "run"]].drop_duplicates().itertuples(index=False):
             rd = p.read_run(core, key)
-            refs.append(on_grid(rd.counts, rd.grid, grid))
+            refs.append(on_grid(rd.counts, rd.grids, grid))
     return np.vstack(refs) if refs else None
 
 
 def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None, depth_unit=None,
                      run=None, tolerance_mm: float = 5.0, store_labels: bool = True, core=None,
-                     progress=no_progress, token: CancelToken | None = None, **cfg_fields):
+                     progress=no_progress, token: CancelToken | None = None,
+                     allow_instrument_mismatch: bool = False, **cfg_fields):
     """Match lab samples to the project's spectra, fine-tune, save into ``out``.
 
     ``labels_csv``: a lab CSV (stored in the project after a successful fit), or None for the lab
     samples already stored in the project (what the app does after *Load lab samples*).
     ``model_path``: a path or an installed model's name; None uses the default foundation model
     (``xrfcore.models_registry.default_model``; FileNotFoundError when none is installed), except
-    with ``mode="scratch"``. Returns (regressor, card, match).
+    with ``mode="scratch"``. Each labelled core's run is checked against the base model's
+    instrument (xrfcore.instrument): a mismatch raises unless ``allow_instrument_mismatch``.
+    Returns (regressor, card, match).
     """
-    from xrfcore import labels as lb, store as st
+    from xrfcore import instrument, labels as lb, store as st
 
     token = token or CancelToken()
     if cfg_fields.get("mode", "head") != "scratch" or model_path is not None:
@@ -817,11 +834,15 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
         source = f"{project_path} (stored lab samples)"
         simulated = bool(meta.get("simulated"))
         info = {"files": sorted((meta.get("files") or {}).keys()), "stored_in_project": True}
-    grid = None
+    grid, base_card = None, None
     if model_path is not None:
         from xrfcore.model import checkpoint
         from xrfcore.model.config import ModelConfig
-        grid = ModelConfig.from_dict(checkpoint.load_card(model_path)["config"]).grid()
+        base_card = checkpoint.load_card(model_path)
+        grid = ModelConfig.from_dict(base_card["config"]).grid()
+    info["instrument_check"] = instrument.check_labelled_runs(
+        project_path, samples_in.samples if hasattr(samples_in, "samples") else samples_in, base_card,
+        run=run, allow=allow_instrument_mismatch)
     match = lb.match_project(project_path, samples_in, run=run, tolerance_mm=tolerance_mm, grid=grid)
     if len(match.samples) < 3:
         raise ValueError(f"{source}: only {len(match.samples)} samples matched spectra in "
@@ -829,8 +850,10 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
                          + "; ".join(match.report["reason"].astype(str).head(3)))
     info.update({"table_sha256": lb.label_hash(match.samples), "matched": int(len(match.samples)),
                  "report_rows": int(len(match.report)), "simulated": simulated})
+    from xrfcore import ood as oodmod
+    ref, ref_info = oodmod.lab_reference(project_path, match.samples, grid)
     reg, card = finetune(model_path, match.X, match.samples, groups=match.samples["core"].to_numpy(),
-                         grid=match.grid, reference=ood_reference(project_path, match.samples, grid),
+                         grid=match.grid, reference=ref, reference_info=ref_info,
                          out=out, progress=progress, token=token, labels_info=info,
                          simulated=simulated or None, **cfg_fields)
     if store_labels and labels_csv is not None:

@@ -4,6 +4,8 @@ precision on CUDA, NaN guard, validation on held-out cores, exact resume, DDP un
 ``pretrain(X, cfg, train_cfg, progress, token) -> (model, card)``; ``X`` is counts on the model grid.
 The mask of step s on rank r is drawn from a generator seeded by (seed, s, r), and the batch order
 by (seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done.
+Gain/offset/resolution augmentation (``train.augment``, on by default) acts on the counts of each
+batch before the input transform, drawn from a generator seeded the same way.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,13 @@ import torch
 
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 from xrfcore.model import checkpoint
+from xrfcore.instrument import for_card as instrument_for_card
 from xrfcore.model.config import ModelConfig
 from xrfcore.model.mae import MaskedAutoencoderViT
 from xrfcore.model.transforms import from_dict as transform_from_dict, make_transform, window
 from xrfcore.train import distributed as D
+from xrfcore.train.augment import AugmentConfig, Augmenter, apply_transform
+from xrfcore.train.augment import generator as augment_generator
 from xrfcore.train.data import counts_sha256
 from xrfcore.train.device import amp_dtype, describe, resolve_device
 from xrfcore.train.schedule import WarmupCosine, set_lr
@@ -56,10 +61,17 @@ class TrainConfig:
     out_dir: str | None = None        # model, checkpoint and metrics log go here (rank 0)
     resume: str | None = None         # a checkpoint.safetensors (or the folder holding it)
     threads: int | None = None        # torch CPU threads (None: leave as is)
+    # gain/offset/resolution augmentation of the counts (None or False: off); a resumed run
+    # keeps its checkpoint's setting
+    augment: AugmentConfig | dict | bool | None = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        self.augment = AugmentConfig.from_any(self.augment)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        d["augment"] = self.augment.to_dict() if self.augment is not None else None
         return d
 
 
@@ -149,6 +161,8 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
         if ckpt_cfg != cfg:
             raise ValueError(f"{tc.resume}: checkpoint was trained with another architecture/grid "
                              f"({ckpt_cfg.size}, {ckpt_cfg.input_channels} channels)")
+        # resume exactly: the checkpoint's augmentation (none in checkpoints made before it existed)
+        tc = dataclasses.replace(tc, augment=resume_meta.get("train_config", {}).get("augment"))
 
     # -- data: window, transform, into one tensor on the device ----------------------------------
     X = np.asarray(X)
@@ -163,7 +177,11 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
         transform = transform_from_dict(resume_meta["transform"])
     else:
         transform = make_transform(tc.transform).fit(Xw)
-    Z = torch.from_numpy(transform.apply(Xw)).to(device)
+    augmenter = Augmenter(tc.augment, cfg) if tc.augment is not None else None
+    if augmenter is None:   # transformed once
+        Z = torch.from_numpy(transform.apply(Xw)).to(device)
+    else:   # counts of the window plus a margin: augmented, then transformed, per batch
+        Z = torch.from_numpy(np.ascontiguousarray(X[:, augmenter.src], dtype=np.float32)).to(device)
     del Xw
     Zv = None
     if X_val is not None and len(X_val):
@@ -230,6 +248,8 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
         if batch_hook is not None:
             batch_hook(step, idx)
         xb = Z[torch.from_numpy(idx).to(device)]
+        if augmenter is not None:
+            xb = apply_transform(transform, augmenter(xb, augment_generator(tc.seed, step, info.rank)))
         lr = sched(step)
         set_lr(optimizer, lr)
         with _autocast(device, dtype):
@@ -275,6 +295,8 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
     card = {
         "transform": transform.to_dict(),
         "simulated_data": data_info.get("simulated"),
+        # tube, kV range, energy window and grid the model knows (xrfcore.instrument)
+        "instrument": instrument_for_card(cfg, data_info),
         "seeds": {"seed": tc.seed, "mask": "generator seeded by (seed, step, rank)"},
         "training": {"task": "masked spectrum modeling", "config": tc.to_dict(), "steps": total,
                      "steps_per_epoch": steps_per_epoch, "epochs": total / steps_per_epoch,
@@ -286,6 +308,11 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
         "metrics": {"train_loss": train_rows[-1]["loss"] if train_rows else None,
                     "val_loss": last_val, "mask_ratio": tc.mask_ratio},
     }
+    if info.is_main:  # what the model knows, for out-of-distribution scores (xrfcore.ood)
+        from xrfcore import ood
+        ref, model.ood_arrays = ood.foundation_reference(model, card, X, X_val, seed=tc.seed, device=device,
+                                                          source="end of pretraining")
+        ood.attach(card, ref, model.ood_arrays, out / MODEL_NAME if out else None)
     if out and info.is_main:
         checkpoint.save(out / MODEL_NAME, model, card)
         # the final model supersedes the resumable state; keep one for extending the run
