@@ -11,7 +11,8 @@
 2. pretrain: the tiny masked autoencoder on the 0-10.24 keV window, log + per-spectrum z-score
    input (log_zscore), gain/offset/resolution augmentation on (the default), one uninterrupted
    5,000-step run (warm-up, then cosine from 1e-3), six whole cores (one per head) held out for the
-   reconstruction loss. On a GPU use --device cuda; under torchrun it runs unchanged.
+   reconstruction loss. On a GPU use --device cuda; under torchrun it runs unchanged. Then the OOD
+   reference (what the model knows) from the held-out cores: xrfcore models --add-ood-reference.
 3. ship: the run's model.* -> models/xrfcore-tiny-sim-v2c.safetensors + .json, the card completed
    with the archive's hash and the commands above. The markdown card (models/*.md) is written by hand
    from these numbers and the benchmarks (packaging/bench_default_model.py,
@@ -69,6 +70,12 @@ def pretrain_cmd(work: Path, threads: int, device: str, spectra: int = SPECTRA) 
             "--size", "tiny", "--window-channels", "512", "--steps", str(STEPS), "--batch-size", "64",
             "--lr", LR, "--mask-ratio", "0.5", "--transform", TRANSFORM, "--seed", "0",
             "--threads", str(threads), "--device", device, "--checkpoint-every", "100", "--log-every", "10",
+            "--val-cores", *val_cores(spectra)]
+
+
+def ood_cmd(work: Path, spectra: int = SPECTRA) -> list[str]:
+    """What the model knows (xrfcore/ood.py), measured on the held-out cores, written beside it."""
+    return ["xrfcore", "models", "--add-ood-reference", str(work / FOLDER / "model"), "-p", str(work / "archive.h5"),
             "--val-cores", *val_cores(spectra)]
 
 
@@ -148,6 +155,7 @@ def ship(work: Path, threads: int, device: str, hardware_note: str, out: Path) -
         "script": f"packaging/make_default_model.py --threads {threads} --device {device}",
         "simulate": " ".join(simulate_cmd(w)),
         "pretrain": " ".join(pretrain_cmd(w, threads, device)),
+        "ood_reference": " ".join(ood_cmd(w)),
         "benchmark": "packaging/bench_default_model.py (tests/benchmarks/bench_accuracy.py with this model)",
     }
     card["hardware"] = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": threads,
@@ -177,6 +185,7 @@ def main(argv=None) -> int:
         sh(simulate_cmd(work, a.spectra))
     if a.stage in ("all", "pretrain"):
         sh(pretrain_cmd(work, a.threads, a.device, a.spectra))
+        sh(ood_cmd(work, a.spectra))
     if a.stage in ("all", "ship"):
         ship(work, a.threads, a.device, a.hardware_note, Path(a.models))
     return 0
