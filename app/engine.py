@@ -81,6 +81,8 @@ def load_core(path, core: str, run: str, *, progress=no_progress,
         pred, pmeta = (None, {})
         if preds:
             pred, pmeta = p.read_predictions(core, preds[-1])
+    if pred is not None:
+        pmeta = {**pmeta, "stale_reasons": prediction_stale(path, core, preds[-1], pmeta, pred)}
     # the raw header and warning lists (a dict / list per spectrum) are not shown here: dropping
     # them keeps the garbage collector's work, and its pauses, small for big cores
     rd.meta = rd.meta.drop(columns=[c for c in ("header", "warnings") if c in rd.meta.columns])
@@ -103,9 +105,35 @@ def open_project(path, *, progress=no_progress, token: CancelToken | None = None
 
 
 def read_predictions(path, core: str, model_id: str):
+    """(predictions, meta); meta["stale_reasons"]: why they are out of date (empty: current)."""
     from xrfcore import store
     with store.Project.open(path) as p:
-        return p.read_predictions(core, model_id)
+        df, meta = p.read_predictions(core, model_id)
+    return df, {**meta, "stale_reasons": prediction_stale(path, core, model_id, meta, df)}
+
+
+def prediction_stale(path, core: str, model_id: str, meta: dict, df) -> list[str]:
+    """xrfcore.predict.stale_reasons (the spectra, lab samples or model changed since)."""
+    from xrfcore import predict
+    return predict.stale_reasons(path, core, model_id, meta, df)
+
+
+def matched_lab_samples(view) -> int:
+    """How many of the view's stored lab samples lie within its core's scanned depths (+-5 mm, the
+    matching tolerance): fine-tuning needs some."""
+    labs = getattr(view, "labels", None)
+    if labs is None or not len(labs) or "depth_mm" not in labs:
+        return 0
+    d = np.asarray(view.depth, float)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return 0
+    top = labs["depth_top_mm"].to_numpy(float) if "depth_top_mm" in labs else np.full(len(labs), np.nan)
+    bot = labs["depth_bottom_mm"].to_numpy(float) if "depth_bottom_mm" in labs else np.full(len(labs), np.nan)
+    mid = labs["depth_mm"].to_numpy(float)
+    lo = np.where(np.isfinite(top), top, mid) - 5.0
+    hi = np.where(np.isfinite(bot), bot, mid) + 5.0
+    return int(np.count_nonzero((hi >= d.min()) & (lo <= d.max())))
 
 
 def energies_of(grid) -> np.ndarray:
@@ -297,6 +325,8 @@ def instrument_refusal(exc) -> dict | None:
 
 def export_predictions(project, core, model_id, path, *, progress=no_progress, token=None) -> str:
     from xrfcore import predict
+    from xrfcore.outputs import check_output
+    check_output(path, inputs=(project,), force=True)  # never onto the project (the dialog asked about the rest)
     predict.export_core(project, core, model_id, path)
     return str(path)
 

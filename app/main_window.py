@@ -253,8 +253,24 @@ class MainWindow(ModelActions, QMainWindow):
 
     def _update_actions(self) -> None:
         has_core = self.view is not None
-        for a in (self.act_labels, self.act_finetune, self.act_report, self.act_pretrain):
+        for a in (self.act_labels, self.act_report, self.act_pretrain):
             a.setEnabled(self.project is not None)
+        # fine-tuning needs lab samples that match this core's spectra: say why it is off
+        n_lab = engine.matched_lab_samples(self.view) if has_core else 0
+        if self.project is None:
+            why = "Open a project first"
+        elif not has_core:
+            why = "Import a core and load its lab samples first"
+        elif n_lab == 0:
+            why = (f"Fine-tuning needs lab samples of {self.view.core}: none loaded yet "
+                   "(File > Load lab samples…)" if not len(self.view.labels) else
+                   f"Fine-tuning needs lab samples of {self.view.core}: none of the loaded ones lies "
+                   "within the core's scanned depths (check their depth unit)")
+        else:
+            why = ""
+        self.act_finetune.setEnabled(not why)
+        self.act_finetune.setToolTip(why or f"Fine-tune a model on the {n_lab} lab samples of {self.view.core}")
+        self.act_finetune.setStatusTip(why)
         self.act_predict.setEnabled(has_core and self.model_path is not None)
         self.act_export.setEnabled(has_core and bool(self.view and self.view.predictions))
         self.act_save_model.setEnabled(self.model_path is not None)
@@ -325,6 +341,8 @@ class MainWindow(ModelActions, QMainWindow):
         if dlg.exec() and dlg.project_path:
             self.settings.section_unit = dlg.unit_combo.currentData()
             self.open_project(dlg.project_path)
+        elif dlg.outcome in ("cancelled", "failed"):
+            self.statusBar().showMessage(f"Import {dlg.outcome}; the project is unchanged", 10000)
 
     def open_project_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open project", str(self.settings.project_folder()),
@@ -500,6 +518,7 @@ class MainWindow(ModelActions, QMainWindow):
         sim = " (SIMULATED)" if meta.get("simulated") or (self.view and self.view.simulated) else ""
         self.downcore.set_title(f"{self.view.core} · {self.view.run} · predicted by {mid}{sim}; "
                                 "bands: intervals, red points: lab samples, orange: out of distribution")
+        self.downcore.set_stale(meta.get("stale_reasons") or [])
 
     def show_prediction(self, core: str, model_id: str) -> None:
         if self.view is None or self.view.core != core:

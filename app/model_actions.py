@@ -146,6 +146,15 @@ class ModelActions:
         core, mid, path = dlg.choice()
         if not path:
             return
+        from xrfcore.outputs import OutputRefused, check_output
+        try:  # never onto the project itself; an existing file is replaced only when the user says so
+            check_output(path, inputs=(self.project,), force=True)
+        except OutputRefused as exc:
+            show_error(self, "Export CSV", str(exc))
+            return
+        if Path(path).exists() and QMessageBox.question(
+                self, "Export CSV", f"{path} already exists.\nReplace it?") != QMessageBox.StandardButton.Yes:
+            return
         self.start_job(engine.export_predictions, self.project, core, mid, path, name="export",
                        text="Exporting CSV",
                        on_success=lambda p: self.statusBar().showMessage(f"Exported {p}", 8000))
@@ -183,7 +192,8 @@ class ModelActions:
         if not ok:
             return
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = models_dir() / f"pretrained-{Path(self.project).stem}-{stamp}"
+        from xrfcore.outputs import fresh_folder  # never onto an existing model folder
+        out = fresh_folder(models_dir(), f"pretrained-{Path(self.project).stem}-{stamp}")
         self.training.reset()
         self.training.loss_plot.setVisible(True)
         self.training.pvm_title.setText("")
@@ -229,7 +239,7 @@ def pretrain_summary(card: dict, out) -> str:
 
 
 def recon_model_label(model) -> str:
-    """'xrfcore-tiny-sim-v2 (base model of finetuned-…)' for the reconstruction view's title."""
+    """'xrfcore-tiny-sim-v2c (base model of finetuned-…)' for the reconstruction view's title."""
     from xrfcore import models_registry
     p = Path(model)
     try:

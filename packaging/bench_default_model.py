@@ -1,7 +1,7 @@
 """The accuracy benchmark (tests/benchmarks/bench_accuracy.py) with the shipped default model in
 place of the benchmark's own short pretraining: the numbers of the model card.
 
-    .venv/bin/python packaging/bench_default_model.py [--model models/xrfcore-tiny-sim-v2] [bench args]
+    .venv/bin/python packaging/bench_default_model.py [--model models/xrfcore-tiny-sim-v2c] [bench args]
     (default bench args: --quick --out models/benchmark/accuracy_quick.md, + .json and .svg)
 
 Everything else is the benchmark's own code, unchanged: the same SIMULATED archive (seed 0, 3 heads
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "models" / "xrfcore-tiny-sim-v2"))
+    ap.add_argument("--model", default=str(REPO / "models" / "xrfcore-tiny-sim-v2c"))
     a, rest = ap.parse_known_args(argv)
     from xrfcore.model import checkpoint
     from xrfcore.train import pretrain as pt

@@ -117,6 +117,27 @@ def archive_summary(path: Path) -> dict:
     return {"spectra": n, "cores": cores}
 
 
+def val_loss_by_core(mae, card: dict, archive: Path) -> dict:
+    """The card's val_loss per held-out core (with its head), so a benchmark on one head compares
+    with that head's figure, not the six-head mean."""
+    import numpy as np
+    import torch
+
+    from xrfcore.model.transforms import from_dict, window
+    from xrfcore.train.data import load_project
+    from xrfcore.train.pretrain import evaluate
+
+    cores = card["data"]["val_cores"]
+    heads = card["data"]["archive"]["heads"]
+    d = load_project(archive, mae.cfg, cores=cores)
+    tr, out = from_dict(card["transform"]), {}
+    for i, c in enumerate(cores):   # VAL_CORES: the last core of each head, in head order
+        Z = torch.from_numpy(tr.apply(window(np.asarray(d.counts[d.core == c]), mae.cfg)))
+        out[c] = {"head": heads[i], "n": len(Z),
+                  "val_loss": evaluate(mae, Z, card["metrics"]["mask_ratio"], 256)}
+    return out
+
+
 def ship(work: Path, threads: int, device: str, hardware_note: str, out: Path) -> Path:
     from xrfcore.model import checkpoint
 
@@ -158,6 +179,7 @@ def ship(work: Path, threads: int, device: str, hardware_note: str, out: Path) -
         "ood_reference": " ".join(ood_cmd(w)),
         "benchmark": "packaging/bench_default_model.py (tests/benchmarks/bench_accuracy.py with this model)",
     }
+    card["metrics"]["val_loss_by_core"] = val_loss_by_core(checkpoint.load(run / "model")[0], card, archive)
     card["hardware"] = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": threads,
                         "device": card["training"]["device"], "note": hardware_note}
     checkpoint.write_json(out / f"{NAME}.json", card)

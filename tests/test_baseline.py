@@ -50,3 +50,19 @@ def test_baseline_cancel_and_bad_input():
     X[3] = 0
     with pytest.raises(ValueError, match="no counts"):
         baseline.fit_baseline(X, y, components=(2,))
+
+
+def test_published_settings_fit_and_predict():
+    X, y = synthetic(80, channels=256)
+    model, card = baseline.fit_published(X, y)
+    nmf, svr = model.pipes["CaCO3"][0], model.pipes["CaCO3"][1]
+    assert (nmf.n_components, nmf.solver, nmf.max_iter) == (4, "cd", 10000)
+    assert (svr.C, svr.gamma) == (100.0, 1000.0)
+    assert model.pipes["TOC"][0].n_components == 13 and model.pipes["TOC"][1].C == 10.0
+    assert len(model.pipes["CaCO3"]) == 2  # no scaler between NMF and SVR, as published
+    assert "paper used 2048" in card["note"]
+    Xt, yt = synthetic(40, seed=1, channels=256)
+    p = model.predict(Xt)
+    r2 = 1 - ((p["CaCO3"] - yt["CaCO3"]) ** 2).sum() / ((yt["CaCO3"] - yt["CaCO3"].mean()) ** 2).sum()
+    assert r2 > 0.5, r2
+    assert (p.to_numpy() >= 0).all() and (p.to_numpy() <= 100).all()

@@ -58,7 +58,8 @@ def test_import_info_export(tmp_path, folder, capsys):
         counts = p.read_run("C1", "10kV-Run1").counts
     np.testing.assert_array_equal(df[[f"ch{i:04d}" for i in range(2048)]].to_numpy(), counts)
 
-    assert main(["export-spectra", str(proj), "--core", "C1", "--all", "-o", str(out_csv)]) == 0
+    assert main(["export-spectra", str(proj), "--core", "C1", "--all", "-o", str(out_csv)]) == 2  # exists
+    assert main(["export-spectra", str(proj), "--core", "C1", "--all", "-o", str(out_csv), "--force"]) == 0
     assert len(pd.read_csv(out_csv, comment="#")) == 12
 
 

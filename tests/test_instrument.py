@@ -13,10 +13,11 @@ from tests.test_finetune import CH, base_path  # noqa: F401  (fixture)
 from tests.test_predict import lab_csv, make_project
 from xrfcore import cli, export, instrument, predict, store
 from xrfcore.energy import Grid
+from xrfcore.models_registry import DEFAULT_MODEL
 from xrfcore.train import finetune as ft
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "models" / "xrfcore-tiny-sim-v2.json"
+SHIPPED = REPO / "models" / f"{DEFAULT_MODEL}.json"
 
 
 @pytest.fixture(scope="module")

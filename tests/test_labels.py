@@ -63,13 +63,20 @@ def test_mapping_overrides(tmp_path):
         labels.read_lab_csv(p, mapping={"core": "nope"}, depth_unit="cm")
 
 
-def test_fraction_detected(tmp_path):
+def test_fraction_stated_not_guessed(tmp_path):
+    # values <= 1 without a stated unit could be fractions or a carbonate-poor core: never guessed
     p = write(tmp_path, "core,depth_mm,CaCO3,TOC\nA,1,0.5,0.01\nA,2,0.6,0.02\nA,3,0.7,0.005\n")
-    t = labels.read_lab_csv(p)
+    with pytest.raises(labels.LabUnitsError, match="CaCO3.*does not state its unit"):
+        labels.read_lab_csv(p)
+    t = labels.read_lab_csv(p, units="fraction")
     assert t.fraction and t.samples.CaCO3.tolist() == pytest.approx([50, 60, 70])
     assert t.samples.TOC.tolist() == pytest.approx([1, 2, 0.5])
+    assert t.units == {"CaCO3": "fraction", "TOC": "fraction"}
     t = labels.read_lab_csv(p, fraction=False)
     assert t.samples.CaCO3.max() == pytest.approx(0.7)
+    # a header unit says it
+    t = labels.read_lab_csv(write(tmp_path, "core,depth_mm,CaCO3 (fraction),TOC [g/g]\nA,1,0.5,0.01\n", "f.csv"))
+    assert t.samples.CaCO3[0] == pytest.approx(50) and t.samples.TOC[0] == pytest.approx(1)
 
 
 def test_bad_rows_reported_not_dropped_silently(tmp_path):

@@ -286,12 +286,20 @@ def test_large_counts_round_trip(tmp_path, rng):
 
 def test_lock_file_blocks_a_second_writer_and_stale_locks_are_taken_over(project, rng):
     lock = project.parent / f".{project.name}{store.LOCK_SUFFIX}"
-    lock.write_text(f"{os.getppid()}\n")                     # a live process holds it
-    before = digest(project)
-    with pytest.raises(store.ProjectError, match="another xrfcore process"):
-        with store.transaction(project) as p:
-            p.write_run("C1", "10kV-Run1", [make_record(rng, depth=500.0)])
-    assert digest(project) == before
+    holder = subprocess.Popen(                                 # a live process holds the lock
+        [sys.executable, "-c", "import sys; from pathlib import Path; from xrfcore import store\n"
+         "store._acquire_file_lock(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()",
+         str(project)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = digest(project)
+        with pytest.raises(store.ProjectError, match=f"another xrfcore process \\(pid {holder.pid}\\)"):
+            with store.transaction(project) as p:
+                p.write_run("C1", "10kV-Run1", [make_record(rng, depth=500.0)])
+        assert digest(project) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     lock.write_text(dead.stdout)                              # left by a killed process

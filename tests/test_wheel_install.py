@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from xrfcore.models_registry import DEFAULT_MODEL
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +68,7 @@ def test_wheel_installs_and_predicts_on_the_sample_core(tmp_path):
     pkg, sample, model = (Path(x) for x in where[:3])
     for p in (pkg, sample, model):  # everything comes from the installed package, not the checkout
         assert venv in p.parents, p
-    assert model.name == "xrfcore-tiny-sim-v2.safetensors"
+    assert model.name == f"{DEFAULT_MODEL}.safetensors"
     labels = next(sample.rglob("*lab_samples.csv"))
 
     xrf = bindir / "xrfcore"

@@ -6,6 +6,8 @@ import runpy
 import sys
 from pathlib import Path
 
+from xrfcore.cli import nonnegative_float, positive_float, positive_int
+
 
 def register(sub) -> None:
     """Add this area's subcommands to the argparse sub-parsers."""
@@ -22,22 +24,31 @@ def register(sub) -> None:
                    "random split (the lab samples come from the cores being predicted)")
     p.add_argument("--log-targets", default="TOC", metavar="LIST",
                    help="targets modelled as ln(wt%%), intervals a factor either side (default: TOC; 'none')")
-    p.add_argument("--epochs", type=int, default=60, help="epochs for full/scratch (early stopping)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (full: 1e-5 for the encoder, 10x for the head; scratch: 5e-4)")
+    p.add_argument("--epochs", type=positive_int, default=60, help="epochs for full/scratch (early stopping)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (full: 1e-5 for the encoder, 10x for the head; scratch: 5e-4)")
     p.add_argument("--size", default="tiny", help="architecture for --mode scratch without --model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", help="run key to match labels against (default: each core's run at the model's kV)")
     p.add_argument("--allow-instrument-mismatch", action="store_true",
                    help="fine-tune even on runs from another tube, kV or energy range than the base model's")
-    p.add_argument("--tolerance-mm", type=float, default=5.0, help="nearest-spectrum tolerance for mid-depths")
+    p.add_argument("--tolerance-mm", type=nonnegative_float, default=5.0, help="nearest-spectrum tolerance for mid-depths")
     p.add_argument("--depth-unit", choices=("mm", "cm", "m"), help="unit of the depth columns (default: from names)")
     p.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
                    help="column mapping, e.g. --map top=Top --map CaCO3='Carb %%' (roles: core top bottom mid CaCO3 TOC sample)")
     p.add_argument("--core", help="core name when the lab file has no core column")
+    p.add_argument("--units", metavar="UNIT",
+                   help="unit of the lab values when the column headers do not state it: wt%% or fraction "
+                   "(every target), or per target, e.g. CaCO3=wt%%,TOC=fraction")
+    p.add_argument("--accept-lab-warnings", action="store_true",
+                   help="use lab samples that need a check (covering under a fifth of a core, e.g. cm read "
+                   "as mm; TOC above 20 wt%%): refused without this")
     p.add_argument("--no-store-labels", action="store_true", help="do not save the lab table into the project")
-    p.add_argument("-o", "--out", required=True, help="output folder for the fine-tuned model")
+    p.add_argument("-o", "--out", required=True, help="output folder for the fine-tuned model (written whole: "
+                   "a half-written model folder never appears)")
+    p.add_argument("--force", action="store_true", help="replace a model already in the -o folder (the old "
+                   "one stays intact until the new one is complete)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("predict", help="predict CaCO3/TOC with intervals and OOD flags at every depth")
@@ -49,6 +60,7 @@ def register(sub) -> None:
                    help="predict even a run from another tube, kV or energy range than the model was trained for")
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--out", help="also export CSV: a file (one core) or a folder (one file per core)")
+    p.add_argument("--force", action="store_true", help="replace existing CSV files")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export stored predictions of a core to CSV with a provenance header")
@@ -56,6 +68,7 @@ def register(sub) -> None:
     p.add_argument("--core", required=True)
     p.add_argument("--model", required=True, help="model id (as listed by `xrfcore info`)")
     p.add_argument("-o", "--out", required=True, help="CSV file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="run a benchmark (tests/benchmarks/) and print its table")
@@ -88,8 +101,13 @@ def cmd_finetune(args) -> int:
     if args.lr is not None:
         extra["lr" if args.mode == "full" else "lr_scratch"] = args.lr
     mapping = _mapping(args.map, args.core)
+    from xrfcore.outputs import OutputRefused, check_model_folder
+    try:  # before anything else: not onto the project, the lab table or the base model; not over a model
+        check_model_folder(args.out, force=args.force, inputs=(args.project, args.labels, args.model))
+    except OutputRefused as exc:
+        raise UserError(str(exc)) from None
     # read first so a bad file fails with its own message before anything heavy starts
-    lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core)
+    lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core, units=args.units)
     from xrfcore import models_registry
 
     model = args.model
@@ -107,12 +125,17 @@ def cmd_finetune(args) -> int:
             store_labels=not args.no_store_labels, progress=bar, core=args.core,
             mode=args.mode, targets=targets, log_targets=log_targets, val=args.val, epochs=args.epochs,
             batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size,
-            allow_instrument_mismatch=args.allow_instrument_mismatch, **extra)
+            allow_instrument_mismatch=args.allow_instrument_mismatch, overwrite=args.force,
+            units=args.units, accept_lab_warnings=args.accept_lab_warnings, **extra)
     finally:
         bar.close()
     print(f"labels: {Path(args.labels).name}: {len(lab.samples)} samples read, {match.summary()}")
     for note in lab.notes:
         print(f"  note: {note}")
+    for line in match.coverage_text().splitlines():
+        print(f"  coverage: {line}")
+    for item in match.confirm:
+        print(f"  ACCEPTED (--accept-lab-warnings): {item}")
     if len(match.report):
         rep = match.report
         print(f"  {len(rep)} row(s) not used or flagged (file line, core, reason):")
@@ -153,10 +176,29 @@ def cmd_predict(args) -> int:
     from xrfcore.predict import predict_core
     from xrfcore.train.finetune import Predictor
 
+    from xrfcore.cli import UserError, check_output
+
     with store.Project.open(args.project) as p:
-        cores = args.core or p.cores()
-    pr = Predictor(args.model, device=args.device)
+        have = p.cores()
+    if not have:
+        raise UserError(f"{args.project} has no cores yet: nothing to predict; import spectra first "
+                        f"(`xrfcore import FOLDER -p {args.project}`)")
+    missing = [c for c in args.core or [] if c not in have]
+    if missing:
+        raise UserError(f"{args.project}: no core {', '.join(map(repr, missing))} (cores: {', '.join(have)})")
+    cores = args.core or have
     out = Path(args.out) if args.out else None
+    targets = {}
+    if out is not None and not (len(cores) == 1 and out.suffix.lower() == ".csv"):
+        check_output(out, inputs=(args.project, args.model), force=True, folder=True, what="output folder")
+    pr = Predictor(args.model, device=args.device)
+    for core in cores:  # every file checked before the first prediction
+        if out is not None:
+            path = out if (len(cores) == 1 and out.suffix.lower() == ".csv") else out / f"{core}_{pr.model_id}.csv"
+            targets[core] = check_output(path, inputs=(args.project, args.model), force=args.force)
+    done: list[str] = []
+    args.interrupt_note = ("nothing is half-written; predictions of cores finished before it are stored "
+                           "and their CSV files written")
     for core in cores:
         bar = progress_bar(f"predict {core}")
         try:
@@ -174,17 +216,25 @@ def cmd_predict(args) -> int:
         if chk:
             print(f"  instrument check: {chk['result']}; {chk['summary']}")
         if out is not None:
-            path = out if (len(cores) == 1 and out.suffix.lower() == ".csv") else out / f"{core}_{pr.model_id}.csv"
+            path = targets[core]
             export.write_predictions_csv(path, df, df.attrs["provenance"])
             print(f"  wrote {path}")
+        done.append(core)
+        args.interrupt_note = (f"nothing is half-written; finished before it: {', '.join(done)} (stored"
+                               + (" and written" if out is not None else "") + ")")
     return 0
 
 
 def cmd_export(args) -> int:
+    from xrfcore.cli import check_output
     from xrfcore.predict import export_core
 
+    check_output(args.out, inputs=(args.project,), force=args.force)
     df = export_core(args.project, args.core, args.model, args.out)
     print(f"wrote {len(df)} rows to {args.out}")
+    for reason in df.attrs.get("stale") or []:
+        print(f"WARNING: these predictions are STALE ({reason}); the file says so in its header; "
+              "run `xrfcore predict` again for current values", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from xrfcore.cli import fraction, nonnegative_int, positive_float, positive_int
+
 
 def register(sub) -> None:
     """Add this area's subcommands to the argparse sub-parsers."""
@@ -15,14 +17,14 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="model folder (model.safetensors + model.json, "
                                                       "checkpoint.safetensors, metrics.jsonl)")
     p.add_argument("--size", default="tiny", choices=("tiny", "small", "base"))
-    p.add_argument("--steps", type=int, help="optimizer steps (wins over --epochs)")
-    p.add_argument("--epochs", type=float, help="passes over the data (default 10)")
-    p.add_argument("--batch-size", type=int, default=128, help="spectra per step and process")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (after warm-up)")
-    p.add_argument("--warmup-steps", type=int, help="default: 5%% of the steps")
-    p.add_argument("--mask-ratio", type=float, default=0.5)
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (wins over --epochs)")
+    p.add_argument("--epochs", type=positive_float, help="passes over the data (default 10)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="spectra per step and process")
+    p.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate (after warm-up)")
+    p.add_argument("--warmup-steps", type=nonnegative_int, help="default: 5%% of the steps")
+    p.add_argument("--mask-ratio", type=fraction, default=0.5)
     p.add_argument("--transform", default="zscore", choices=("zscore", "log_zscore", "log1p", "global"))
-    p.add_argument("--window-channels", type=int, help="read only the first N channels of the grid "
+    p.add_argument("--window-channels", type=positive_int, help="read only the first N channels of the grid "
                                                        "(512 = 0-10.24 keV at 20 eV/channel)")
     p.add_argument("--cores", nargs="+", help="cores to use (default: all)")
     p.add_argument("--val-cores", nargs="+", default=[], help="cores held out whole for validation")
@@ -35,10 +37,10 @@ def register(sub) -> None:
                         "augmentation (ranges: xrfcore/train/augment.py, recorded in the card); "
                         "a resumed run keeps its checkpoint's choice")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: the usable "
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads per process (default: the usable "
                                                 "cores / processes on this node)")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="steps (default: each epoch)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between metrics rows")
+    p.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="steps (default: each epoch)")
+    p.add_argument("--log-every", type=positive_int, default=10, help="steps between metrics rows")
     p.add_argument("--resume", help="continue from a checkpoint.safetensors (or its folder)")
     p.add_argument("--force", action="store_true", help="overwrite a model already in the folder")
     p.set_defaults(func=cmd_pretrain)
@@ -49,10 +51,18 @@ def register(sub) -> None:
     p.add_argument("--core", required=True)
     p.add_argument("--depth", type=float, required=True, help="depth in mm (the nearest spectrum is used)")
     p.add_argument("--run", help="run key (default: the core's first run)")
-    p.add_argument("--mask-ratio", type=float, default=0.5)
+    p.add_argument("--mask-ratio", type=fraction, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", help="CSV file: channel, energy, measured, hidden, reconstruction, error")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     p.set_defaults(func=cmd_reconstruct)
+
+
+def _same_folder(resume, out) -> bool:
+    """Whether --resume names the -o folder itself (or its checkpoint): extending a run in place."""
+    r = Path(resume)
+    r = r if r.is_dir() else r.parent
+    return r.resolve() == Path(out).resolve()
 
 
 def _rank() -> int:
@@ -76,9 +86,19 @@ def cmd_pretrain(args) -> int:
     from xrfcore.train.data import load_project
     from xrfcore.train.pretrain import TrainConfig, pretrain
 
+    from xrfcore.outputs import TRAINING_FILES, OutputRefused, check_model_folder
+
     out = Path(args.out)
     if (out / "model.json").exists() and not (args.force or args.resume):
         raise UserError(f"{out} already holds a model; choose another folder, --resume or --force")
+    try:  # not onto the project or the checkpoint resumed from; a folder of other things needs --force
+        check_model_folder(out, force=bool(args.force or args.resume), extra_ok=TRAINING_FILES,
+                           inputs=(args.project,) + ((args.resume,) if args.resume and not
+                                                     _same_folder(args.resume, out) else ()))
+    except OutputRefused as exc:
+        raise UserError(str(exc)) from None
+    args.interrupt_note = (f"the model files appear in {out} only when complete (a model already there "
+                           "is untouched); complete checkpoints written so far are kept there for --resume")
     overrides = {"window_channels": args.window_channels} if args.window_channels else {}
     cfg = ModelConfig.preset(args.size, **overrides)
     transform = args.transform
@@ -151,9 +171,12 @@ def cmd_reconstruct(args) -> int:
     import numpy as np
 
     from xrfcore.cli import UserError
+    from xrfcore.cli import check_output
     from xrfcore.reconstruct import reconstruct
     from xrfcore.store import Project
 
+    if args.out:  # before any work: never onto the project or the model, never over a file unasked
+        check_output(args.out, inputs=(args.project, args.model), force=args.force)
     model, card = _load_any(args.model)
     with Project.open(args.project) as p:
         if args.core not in p.cores():

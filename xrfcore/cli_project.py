@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from xrfcore.cli import UserError, progress_bar
+from xrfcore.cli import UserError, check_output, progress_bar
 from xrfcore.fileio import atomic_open
 
 
@@ -24,6 +24,14 @@ def register(sub) -> None:
                    help="unit of the section top in Avaatech file names (auto: 4 digits cm, 5-6 mm)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a file was rejected")
     p.add_argument("--report", metavar="FILE.csv", help="write the per-file report as CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing --report file")
+    same = p.add_mutually_exclusive_group()
+    same.add_argument("--append", action="store_true",
+                      help="when the project already has a core of this name from another folder: add "
+                           "these spectra to it (without this, such an import is refused)")
+    same.add_argument("--rename", metavar="NEWNAME",
+                      help="when the project already has a core of this name from another folder: import "
+                           "this folder's core under NEWNAME instead")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("info", help="show the cores, runs and import log of a project")
@@ -37,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--run", metavar="R", help="one run (default: every run of the core)")
     p.add_argument("--all", action="store_true", help="include inactive rows (duplicates, replicates)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.csv")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export_spectra)
 
 
@@ -45,10 +54,13 @@ def cmd_import(args) -> int:
 
     if not Path(args.folder).is_dir():
         raise UserError(f"{args.folder}: no such folder")
+    if args.report:  # before the import: never onto the project or the folder, never over a file unasked
+        check_output(args.report, inputs=(args.project, args.folder), force=args.force, what="report")
     bar = progress_bar("import")
     try:
         report = import_folder(args.folder, args.project, core=args.core,
-                               section_unit=args.section_unit, progress=bar)
+                               section_unit=args.section_unit, progress=bar,
+                               append=args.append, rename=args.rename)
     finally:
         bar.close()
     print(report.summary())
@@ -93,6 +105,9 @@ def cmd_info(args) -> int:
                   f"{_fmt_list(r['current_ua'], 'uA')}, {_fmt_list(r['live_s'], 's live')}"
                   + (f", {extra}" if extra else "") + sim)
             print("    " + _calibration_line(r))
+            if not r.get("checksummed", True):
+                print("    integrity: UNCHECKED (written by an older xrfcore without checksums: damage "
+                      "to these spectra cannot be detected; import the core again to add them)")
             for w in (r.get("calibration") or {}).get("warnings", []):
                 print(f"    WARNING: {w}")
     log = info["import_log"]
@@ -130,6 +145,8 @@ def _cell(v) -> str:
 
 def cmd_export_spectra(args) -> int:
     from xrfcore import __version__
+
+    check_output(args.output, inputs=(args.project,), force=args.force)
 
     with _open(args.project) as p:
         runs = [args.run] if args.run else p.runs(args.core)   # raises a clear error for a bad core

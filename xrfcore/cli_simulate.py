@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from xrfcore.cli import UserError, progress_bar
+from xrfcore.cli import UserError, positive_float, positive_int, progress_bar
 
 
 def register(sub) -> None:
@@ -12,12 +12,12 @@ def register(sub) -> None:
                        description="Simulate Avaatech 10 kV core series with known CaCO3/TOC (physics model; "
                                    "every file is labelled SIMULATED). Same seed, same bytes.")
     p.add_argument("-o", "--output", required=True, metavar="FOLDER")
-    p.add_argument("--cores", type=int, default=1, metavar="N", help="number of core series (default 1)")
-    p.add_argument("--length-m", type=float, default=3.0, metavar="L", help="core length in m (default 3)")
-    p.add_argument("--step-mm", type=float, default=10.0, metavar="S", help="scan step in mm (default 10)")
+    p.add_argument("--cores", type=positive_int, default=1, metavar="N", help="number of core series (default 1)")
+    p.add_argument("--length-m", type=positive_float, default=3.0, metavar="L", help="core length in m (default 3)")
+    p.add_argument("--step-mm", type=positive_float, default=10.0, metavar="S", help="scan step in mm (default 10)")
     p.add_argument("--head", default="avaatech-a", metavar="NAME",
                    help="scanner head: avaatech-a (default), avaatech-b (a replaced head), avaatech-c")
-    p.add_argument("--gain", type=float, metavar="KEV_PER_CH",
+    p.add_argument("--gain", type=positive_float, metavar="KEV_PER_CH",
                    help="override the head's gain, e.g. 0.0205 (real heads: about 0.0198-0.0205)")
     p.add_argument("--offset-ch", type=float, metavar="N",
                    help="override the head's zero offset, in channels: channel i is centred at gain*(i+N) keV, "
@@ -31,8 +31,8 @@ def register(sub) -> None:
                                    "folders (SIMULATED, no energy calibration in the files, as real ones) and import "
                                    "them into an HDF5 project for pretraining, in one transaction.")
     p.add_argument("-p", "--project", required=True, metavar="PROJECT.h5")
-    p.add_argument("--spectra", type=int, required=True, metavar="N")
-    p.add_argument("--heads", type=int, default=3, metavar="K")
+    p.add_argument("--spectra", type=positive_int, required=True, metavar="N")
+    p.add_argument("--heads", type=positive_int, default=3, metavar="K")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--keep-raw", metavar="FOLDER",
                    help="keep the raw folders (with truth CSVs) here instead of a temp folder (~20 kB/spectrum)")

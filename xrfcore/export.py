@@ -38,6 +38,9 @@ def provenance_lines(provenance: dict) -> list[str]:
             "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     prov.update(provenance)
     lines = []
+    if prov.get("stale"):
+        lines.append("# STALE PREDICTIONS: out of date, " + _one_line(prov["stale"]) + "; predict again "
+                     "before using these values")
     if prov.get("simulated"):
         lines.append("# SIMULATED DATA: these values come from simulated spectra and/or a model trained "
                      "on simulated data, not from real measurements")

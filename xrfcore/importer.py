@@ -16,10 +16,13 @@ import datetime as _dt
 import gc
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import sys
 import threading
+import time
+import zipfile
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from pathlib import Path
 from xrfcore import __version__, store
 from xrfcore.fileio import atomic_open
 from xrfcore.io import avaatech
+from xrfcore.io.limits import read_file_limited
 from xrfcore.io.records import ParseError, SpectrumRecord
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 
@@ -124,11 +128,12 @@ class ImportReport:
 
 # --------------------------------------------------------------------------- detection
 
-def _walk(folder: Path, spe_paths: bool = True) -> tuple[list[Path], list]:
+def _walk(folder: Path, spe_paths: bool = True, errors: list | None = None) -> tuple[list[Path], list]:
     """(result tables, .spe files) under folder, sorted; the .spe files as str when not
-    ``spe_paths`` (thousands of Path objects cost more than the walk itself)."""
+    ``spe_paths`` (thousands of Path objects cost more than the walk itself). Folders that
+    cannot be listed are appended to ``errors`` (OSError with its filename) when given."""
     tables, spes = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=None if errors is None else errors.append):
         dirnames.sort()
         for fn in filenames:
             low = fn.lower()
@@ -172,9 +177,9 @@ def _rel(path: Path | str, root: Path | str) -> str:
     return p.replace(os.sep, "/")
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+def _read_bytes(path: Path, rel: str | None = None) -> bytes:
+    """The file's bytes, bounded (64 MB); a FIFO, device or oversized file: ParseError, unread."""
+    return read_file_limited(path, rel)
 
 
 def _cannot_read(exc: OSError) -> str:
@@ -205,6 +210,8 @@ def _parse_one(path: str, folder: str, core: str | None, section_unit: str, know
     """
     try:
         data = _read_bytes(path)
+    except ParseError as exc:
+        return "rejected", exc.problem
     except OSError as exc:
         return "rejected", _cannot_read(exc)
     sha = hashlib.sha256(data).hexdigest()
@@ -217,14 +224,45 @@ def _parse_one(path: str, folder: str, core: str | None, section_unit: str, know
         return "rejected", exc.problem
     except OSError as exc:
         return "rejected", _cannot_read(exc)
+    except Exception as exc:   # a reader bug or an absurd value: this file only, never the import
+        return "rejected", f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 _worker_known: frozenset = frozenset()
 
 
-def _init_worker(known: frozenset) -> None:
+def _init_worker(known: frozenset, importer_pid: int | None = None) -> None:
     global _worker_known
     _worker_known = known
+    _die_with_parent(importer_pid)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(importer_pid: int | None) -> None:
+    """A parse worker never outlives the import (a kill -9 of the importer left them running,
+    holding memory): on Linux the kernel kills it when its parent dies (PR_SET_PDEATHSIG; with
+    forkserver the parent is the fork server, which exits with the importer); everywhere a
+    watchdog thread exits it once its parent or the importing process is gone."""
+    ppid = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except Exception:   # no prctl: the watchdog below still works
+            pass
+    if os.getppid() != ppid:    # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != ppid or (importer_pid and not store._pid_alive(importer_pid)):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="xrfcore-worker-watchdog", daemon=True).start()
 
 
 def _parse_chunk(paths: list[str], folder: str, core: str | None, section_unit: str) -> list[tuple]:
@@ -280,7 +318,7 @@ def _parse_files(paths: list[str], folder: str, core: str | None, section_unit: 
         ex = None
         try:
             ex = ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker,
-                                     initargs=(frozenset(known),))
+                                     initargs=(frozenset(known), os.getpid()))
             inflight: deque = deque()
             queued = iter(chunks)
             for chunk in queued:
@@ -307,10 +345,120 @@ def _parse_files(paths: list[str], folder: str, core: str | None, section_unit: 
         yield path, _parse_one(path, folder, core, section_unit, known)
 
 
+class SameNameCoreError(ValueError):
+    """New spectra for a core the project already holds from another folder: two different
+    cores that share a name are never merged silently (nothing was written). ``core``,
+    ``existing`` (the folders it came from), ``new`` (the folder of these files)."""
+
+    def __init__(self, project, core: str, existing, new: str):
+        self.core, self.existing, self.new = core, sorted(existing), new
+        where = ", ".join(self.existing) if self.existing else "an earlier import or a simulation"
+        super().__init__(
+            f"{project}: the project already has a core {core!r} (from {where}); these files of "
+            f"{core!r} come from {new}. Two cores of one name are not merged without asking, so "
+            f"nothing was changed: import with --append to add these spectra to the existing core, "
+            f"or with --rename NEWNAME to import them as a new core")
+
+
+def _origin(abs_file: str) -> str:
+    """The core folder a spectrum file comes from: its folder, above run folders
+    (``Run 1 at 10kV``), rescan / trigger-core levels and Itrax ``XRF data`` (an Itrax scan
+    folder counts as its parent: the sections of one core sit side by side)."""
+    d = os.path.dirname(abs_file)
+    itrax = False
+    while True:
+        name = os.path.basename(d)
+        low = name.lower()
+        if low in ("xrf data", "xrf data.zip"):
+            itrax = True
+        elif not (avaatech.parse_run_folder(name) is not None or avaatech._is_skip_level(name)):
+            break
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    return os.path.dirname(d) if itrax and os.path.dirname(d) != d else d
+
+
+def _read_origins(p, core: str) -> set[str]:
+    """The core folders a stored core came from: its ``origins`` attribute; for projects from
+    before it, the import log's rows of the core's files."""
+    g = p._h5[f"cores/{store.safe_name(core)}"]
+    raw = g.attrs.get("origins")
+    if raw is not None:
+        return set(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
+    files: set[str] = set()
+    runs = g["runs"] if "runs" in g else {}
+    for run in runs:
+        if "source_path" in runs[run]:
+            files.update(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+                         for x in runs[run]["source_path"][:])
+    log = p.import_log()
+    out = set()
+    for fold, f, st in zip(log["folder"], log["file"], log["status"]):
+        if st in ("ok", "warning") and f in files and fold and not str(fold).startswith("("):
+            out.add(_origin(os.path.join(str(fold), str(f))))
+    return out
+
+
+_INT32 = 2 ** 31
+
+
+def _record_problem(rec: SpectrumRecord, rel: str) -> str:
+    """Why a parsed record cannot be stored (its file is rejected, the import goes on); ''."""
+    for what, text in (("file name", rel), ("core name", rec.core)):
+        try:
+            str(text).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"the {what} is not valid UTF-8 text: rename it"
+    try:
+        store.safe_name(rec.core)
+    except ValueError:
+        return f"{rec.core!r} cannot be a core name: set the core name (--core NAME)"
+    try:
+        store.safe_name(rec.run_key)
+    except ValueError:
+        return f"{rec.run_key!r} cannot be a run name"
+    if not -_INT32 <= int(rec.replicate or 0) < _INT32:
+        return f"replicate number {rec.replicate} is out of range ($Replicate_ID or the file name)"
+    if rec.run is not None and not -_INT32 <= int(rec.run) < _INT32:
+        return f"run number {rec.run} is out of range ($Run_ID or the file name)"
+    return ""
+
+
+def _display(rel: str) -> str:
+    """A path fit for the report (a file name that is not UTF-8 shows replacement characters)."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _input_bytes(files, itrax_dirs) -> int:
+    """About how many bytes the files to import hold (a zip: its entries inflated)."""
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += min(os.stat(f).st_size, 64 << 20)
+    for d in itrax_dirs:
+        for dirpath, _dirs, names in os.walk(d):
+            for n in names:
+                fp = os.path.join(dirpath, n)
+                with contextlib.suppress(OSError, zipfile.BadZipFile, ValueError):
+                    if n.lower().endswith(".zip"):
+                        with zipfile.ZipFile(fp) as zf:
+                            total += sum(min(i.file_size, 64 << 20) for i in zf.infolist())
+                    else:
+                        total += min(os.stat(fp).st_size, 64 << 20)
+    return total
+
+
 def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                   core: str | None = None, section_unit: str = "auto",
                   progress: ProgressFn = no_progress, token: CancelToken | None = None,
-                  workers: int | None = None) -> ImportReport:
+                  workers: int | None = None, append: bool = False,
+                  rename: str | None = None) -> ImportReport:
     """Import every spectrum under ``folder`` into the project (created when missing).
 
     ``core`` overrides the core name of every record; ``section_unit`` ("auto" | "cm" |
@@ -319,6 +467,11 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
     raise, they are rejected in the report. ``workers``: processes that parse the files
     (default: 2 from 2,000 files on when 2 cores are idle, else 1; the report and the
     project are the same either way).
+
+    Same-name cores: new spectra of a core that the project already holds from another core
+    folder raise :class:`SameNameCoreError` (nothing written) unless ``append`` (add them to
+    that core) or ``rename`` (import that core under this new name). New files of a core from
+    its own folder, and files already in the project (skipped), never ask.
     """
     if section_unit not in ("auto", "cm", "mm"):
         raise ValueError(f"section unit must be auto, cm or mm, not {section_unit!r}")
@@ -329,10 +482,15 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
     started = _dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
     report = ImportReport(folder=str(folder.resolve()), project=str(project_path), started=started)
 
-    tables, spes = _walk(folder, spe_paths=False)
-    if not spes:
-        raise ValueError(f"{folder}: no spectrum files (.spe) found")
-    itrax_dirs = itrax_folders(folder, tables, [])
+    walk_errors: list[OSError] = []
+    tables, spes = _walk(folder, spe_paths=False, errors=walk_errors)
+    unreadable = [FileResult(_display(_rel(e.filename or folder, folder)).rstrip("/") + "/", "rejected",
+                             f"cannot read the folder ({e.strerror or e}): its files were not imported")
+                  for e in walk_errors]
+    itrax_dirs = itrax_folders(folder, tables, [])   # an Itrax scan may hold its spectra in a zip only
+    if not spes and not itrax_dirs:
+        why = "".join(f"; {r.path}: {r.message}" for r in unreadable)
+        raise ValueError(f"no spectra found in {folder}: no spectrum files (.spe) under it{why}")
     if itrax_dirs:
         spes = [Path(x) for x in spes]
         ava_files = [str(x) for x in spes if not any(d in x.parents for d in itrax_dirs)]
@@ -342,8 +500,21 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
 
     # Everything happens in one transaction on a temp copy: nothing is final until the end.
     # New records are written in batches, so memory stays bounded on huge folders.
-    with store.transaction(project_path) as p, _gc_paused():   # refuses a newer schema first
+    old_size = project_path.stat().st_size if project_path.exists() else 0
+    reserve = (_input_bytes(ava_files, itrax_dirs) + old_size) // 4
+    if rename is not None:
+        rename = str(rename).strip()
+        store.safe_name(rename)             # a usable name, or ValueError
+    with store.transaction(project_path, reserve_bytes=reserve) as p, _gc_paused():   # refuses a newer schema first
         known = p.sha256s()
+        stored_cores = set(p.cores())
+        if rename is not None and store.safe_name(rename) in stored_cores:
+            raise ValueError(f"{project_path}: the project already has a core {rename!r}; "
+                             "choose another name for --rename")
+        origins: dict[str, set[str]] = {}      # stored core -> the core folders it came from
+        new_origins: dict[str, set[str]] = {}  # core written by this import -> its core folders
+        renamed: dict[str, str] = {}           # core renamed by this import -> the new name
+        written_cores: set[str] = set()
         channels = {(c, run): p.n_channels(c, run) for c in p.cores() for run in p.runs(c)}
         pending: list[SpectrumRecord] = []
         rows: dict[str, FileResult] = {}      # by relative path, in file order
@@ -354,6 +525,24 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         def accept(rec: SpectrumRecord, rel: str) -> None:
             if core:
                 rec.core = core
+            problem = _record_problem(rec, rel)
+            if problem:
+                rows[rel] = FileResult(_display(rel), "rejected", problem)
+                return
+            if rec.sha256 in known or rec.sha256 in seen:
+                pass                               # skipped below: never a same-name question
+            else:
+                org = _origin(os.path.join(report.folder, rel))
+                name = store.safe_name(rec.core)
+                if name in stored_cores:
+                    if name not in origins:
+                        origins[name] = _read_origins(p, name)
+                    if org not in origins[name] and not append:
+                        if rename is None or renamed.get(rename, name) != name:
+                            raise SameNameCoreError(project_path, rec.core, origins[name], org)
+                        renamed[rename] = name
+                        rec.core = rename
+                new_origins.setdefault(store.safe_name(rec.core), set()).add(org)
             if rec.sha256 in known:
                 rows[rel] = FileResult(rel, "skipped", f"already in the project ({known[rec.sha256]})")
             elif rec.sha256 in seen:
@@ -374,6 +563,8 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                     token.raise_if_cancelled()
                 progress(at, total, f"writing {c}/{run}")
                 res = p.write_run(c, run, recs)
+                if res["added"]:
+                    written_cores.add(store.safe_name(c))
                 key = f"{c}/{run}"
                 old = report.written.get(key, {"added": 0, "duplicates": 0})
                 report.written[key] = {"added": old["added"] + res["added"],
@@ -391,8 +582,14 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 if token is not None:
                     token.raise_if_cancelled()
                 if i % step == 0:
-                    progress(i, total, f"reading {os.path.basename(path)}")
+                    progress(i, total, f"reading {_display(os.path.basename(path))}")
                 rel = _rel(path, sfolder)
+                if _display(rel) != rel:   # not UTF-8: cannot be stored or reported as is
+                    rows[rel] = (FileResult(_display(rel), "skipped", f"already in the project ({known[value]})")
+                                 if kind == "known" else
+                                 FileResult(_display(rel), "rejected", "the file name is not valid UTF-8 text: "
+                                            "rename the file" + (f" ({value})" if kind == "rejected" else "")))
+                    continue
                 if kind == "record":
                     accept(value, rel)
                     if len(pending) >= BATCH:
@@ -410,8 +607,17 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         if token is not None:
             token.raise_if_cancelled()
         flush(total)
+        changed = _dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        for name in sorted(written_cores):
+            g = p._h5[f"cores/{name}"]
+            before = origins.get(name) if name in origins else (
+                _read_origins(p, name) if name in stored_cores else set())
+            g.attrs["origins"] = json.dumps(sorted(before | new_origins.get(name, set())), ensure_ascii=False)
+            g.attrs["spectra_changed"] = changed   # stored predictions of the core predate this
         _calibration_warnings(report, rows)
-        report.files = list(rows.values())
+        report.files = unreadable + list(rows.values())
+        for f in report.files:      # e.g. an Itrax scan folder whose name is not UTF-8
+            f.path, f.message = _display(f.path), _display(f.message)
         p.append_import_log({"time": started, "folder": report.folder, "file": f.path,
                              "status": f.status, "message": f.message} for f in report.files)
         if token is not None:
@@ -419,6 +625,31 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         progress(total, total, "saving the project")
     progress(total, total, "done")
     return report
+
+
+def import_into_new_project(folder: str | os.PathLike, project_path: str | os.PathLike,
+                            **kw) -> ImportReport:
+    """Import ``folder`` into a NEW project at ``project_path``, replacing a file already there
+    only once the import has succeeded (the app's *New project file* onto an existing file,
+    after the user confirmed): never merged into it; a failure or cancel leaves it as it was."""
+    import uuid
+
+    project_path = Path(project_path)
+    tmp = project_path.parent / f".{project_path.name}.new-{uuid.uuid4().hex[:12]}.h5"
+    try:
+        report = import_folder(folder, tmp, **kw)
+        with store._lock_for(project_path):
+            lock = store._acquire_file_lock(project_path)
+            try:
+                os.replace(tmp, project_path)
+                store._fsync_dir(project_path.parent)
+            finally:
+                lock.unlink()
+        report.project = str(project_path)
+        return report
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _calibration_warnings(report: ImportReport, rows: dict) -> None:
@@ -443,9 +674,10 @@ def _import_itrax_dir(d: Path, root: Path, spes: list[Path], accept, rows: dict)
     try:
         from xrfcore.io import itrax
         recs = itrax.read_itrax_folder(d, errors=errors)
-    except (ParseError, OSError, ImportError) as exc:
+    except Exception as exc:   # this scan folder only, never the whole import
         why = (exc.problem if isinstance(exc, ParseError) else _cannot_read(exc)
-               if isinstance(exc, OSError) else "Itrax files cannot be read by this xrfcore version")
+               if isinstance(exc, OSError) else "Itrax files cannot be read by this xrfcore version"
+               if isinstance(exc, ImportError) else f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
         for rel in mine:
             rows[rel] = FileResult(rel, "rejected", why)
         return

@@ -9,6 +9,13 @@ or is used but looks odd, is in the report with a reason: nothing is dropped sil
 Normalised sample table (what `read_lab_csv` returns and `store.write_labels` receives):
 ``core, depth_top_mm, depth_bottom_mm, depth_mm (mid), CaCO3, TOC, sample, source_row``
 (top/bottom are NaN for mid-depth samples; a target is NaN where the lab did not measure it).
+
+Nothing silently wrong: each target's unit (wt% or fraction) comes from the caller, the column header
+("CaCO3 (wt%)", "TOC [%]", "TOC (fraction)") or the file's comment lines ("in wt%"); unstated, values
+that could be either (all CaCO3 <= 1, all TOC <= 0.1) raise :class:`LabUnitsError` instead of being
+guessed. Depths beyond 10 km are refused; overlapping intervals are flagged. What needs a person's
+explicit OK (TOC above 20 wt%; samples covering under a fifth of a core, e.g. cm read as mm) is in
+``LabTable.confirm`` / ``MatchResult.confirm``; ``MatchResult.coverage`` shows each core's coverage.
 """
 from __future__ import annotations
 
@@ -27,6 +34,68 @@ TARGETS = ("CaCO3", "TOC")
 ROLES = ("core", "top", "bottom", "mid", "CaCO3", "TOC", "sample")
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 TOC_WARN = 20.0  # wt%: above this a marine sediment TOC is suspicious (peat, coal, typo)
+TARGET_UNITS = ("wt%", "fraction")
+# unstated units: values all at or below these could be wt% or fractions (a carbonate-poor core, or
+# fractions read x100 too small): the unit must be stated
+AMBIGUOUS_MAX = {"CaCO3": 1.0, "TOC": 0.1}
+MAX_DEPTH_MM = 1e7      # 10 km: anything deeper is not a core depth (a typo, or a wrong unit)
+MIN_COVERAGE = 0.2      # samples spanning less of a core than this need an explicit OK
+
+
+class LabUnitsError(ValueError):
+    """A target's unit (wt% or fraction) is not stated and its values could be either."""
+
+
+def parse_units(spec) -> dict[str, str]:
+    """Target units from 'wt%' / 'fraction' (every target), 'CaCO3=wt%,TOC=fraction' or a dict."""
+    if spec is None or spec == {}:
+        return {}
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    elif "=" in str(spec):
+        items = [tuple(x.split("=", 1)) for x in str(spec).split(",") if x.strip()]
+    else:
+        items = [(t, spec) for t in TARGETS]
+    out = {}
+    for t, u in items:
+        t, u = str(t).strip(), _norm_unit(u)
+        if t not in TARGETS:
+            raise ValueError(f"unknown target {t!r} in the units (known: {', '.join(TARGETS)})")
+        if u is None:
+            raise ValueError(f"unit of {t} must be wt% or fraction")
+        out[t] = u
+    return out
+
+
+def _norm_unit(u) -> str | None:
+    k = str(u).strip().lower().replace(" ", "")
+    if k in ("wt%", "%", "wt", "pct", "percent", "wtpct", "wt.%"):
+        return "wt%"
+    if k in ("fraction", "frac", "g/g", "0-1"):
+        return "fraction"
+    return None
+
+
+def target_unit_of(name: str) -> str | None:
+    """The unit a target column's header states: 'wt%', 'fraction' or None."""
+    k = str(name).lower()
+    if re.search(r"frac|g\s*/\s*g|\(0\s*-\s*1\)|\[0\s*-\s*1\]", k):
+        return "fraction"
+    if "%" in k or {"pct", "percent", "wt", "wtpct"} & set(_tokens(name)):
+        return "wt%"
+    return None
+
+
+def _comment_units(comments: list[str]) -> dict[str, str]:
+    """Units stated in '#' lines, e.g. '# CaCO3 and TOC in wt% of dry sediment'."""
+    out: dict[str, str] = {}
+    for ln in comments:
+        low = ln.lower()
+        if re.search(r"\bwt\s*%|weight\s*percent", low):
+            named = [t for t in TARGETS if t.lower() in low]
+            for t in named or TARGETS:
+                out.setdefault(t, "wt%")
+    return out
 
 
 def _key(name: str) -> str:
@@ -95,6 +164,9 @@ class LabTable:
     fraction: bool
     simulated: bool = False
     notes: list = field(default_factory=list)
+    units: dict = field(default_factory=dict)         # target -> 'wt%' | 'fraction' (as read)
+    unit_sources: dict = field(default_factory=dict)  # target -> where the unit came from
+    confirm: list = field(default_factory=list)       # what needs an explicit OK before use
 
 
 def _issue_frame(rows: list[dict]) -> pd.DataFrame:
@@ -102,13 +174,15 @@ def _issue_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = None, *,
-                 core: str | None = None, fraction: bool | None = None) -> LabTable:
+                 core: str | None = None, fraction: bool | None = None, units=None) -> LabTable:
     """Read a lab-samples CSV into the normalised sample table.
 
     mapping: {role: column} for roles core, top, bottom, mid, CaCO3, TOC, sample; missing roles are
     auto-detected. depth_unit: "mm" | "cm" | "m" (else detected from the depth column names).
-    core: the core name when the file has no core column. fraction: targets given as fractions
-    (0-1) rather than wt%; None detects it (all CaCO3 <= 1). Raises ValueError naming the file.
+    core: the core name when the file has no core column. units: the targets' unit, 'wt%' or
+    'fraction' (or {target: unit}, or 'CaCO3=wt%,TOC=fraction'); None takes it from the column
+    headers or comment lines, and refuses (LabUnitsError) values that could be either. fraction:
+    the older switch (True = units 'fraction', False = 'wt%'). Raises ValueError naming the file.
     """
     path = Path(path)
     try:
@@ -161,13 +235,13 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
 
     depth_cols = [cols[r] for r in ("top", "bottom", "mid") if r in cols]
     if depth_unit is None:
-        units = {u for u in (_unit_of(c) for c in depth_cols) if u}
-        if len(units) > 1:
-            raise ValueError(f"{path}: depth columns disagree on their unit ({', '.join(sorted(units))})")
-        if not units:
+        dunits = {u for u in (_unit_of(c) for c in depth_cols) if u}
+        if len(dunits) > 1:
+            raise ValueError(f"{path}: depth columns disagree on their unit ({', '.join(sorted(dunits))})")
+        if not dunits:
             raise ValueError(f"{path}: cannot tell the depth unit from {', '.join(map(repr, depth_cols))};"
                              " give it (mm, cm or m)")
-        depth_unit = units.pop()
+        depth_unit = dunits.pop()
     if depth_unit not in UNIT_TO_MM:
         raise ValueError(f"{path}: depth unit must be mm, cm or m, not {depth_unit!r}")
     scale = UNIT_TO_MM[depth_unit]
@@ -191,21 +265,43 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     out["sample"] = df[cols["sample"]].fillna("").astype(str) if "sample" in cols else ""
     out["source_row"] = src_rows
 
-    notes = []
-    if fraction is None:
-        names = " ".join(str(cols.get(t, "")) for t in TARGETS).lower()
-        ca = out["CaCO3"].dropna()
-        if "frac" in names or "g/g" in names:
-            fraction = True
-        elif len(ca) >= 3 and ca.max() <= 1.0 and ca.max() > 0 and "%" not in names:
-            fraction = True
+    notes: list[str] = []
+    confirm: list[str] = []
+    if units is None and fraction is not None:
+        units = "fraction" if fraction else "wt%"
+    given = parse_units(units) if units is not None else {}
+    # one unit for every target ('wt%', 'fraction') fills in what the headers leave unstated; a
+    # per-target unit ('TOC=fraction', {'TOC': ...}) overrides the header
+    blanket = isinstance(units, str) and "=" not in units
+    from_comments = _comment_units(comments)
+    unit_of, source_of = {}, {}
+    for t in [t for t in TARGETS if t in cols]:
+        vals = out[t][np.isfinite(out[t]) & (out[t] >= 0)]
+        if t in given and not (blanket and target_unit_of(cols[t])):
+            unit_of[t], source_of[t] = given[t], "given"
+        elif target_unit_of(cols[t]):
+            unit_of[t], source_of[t] = target_unit_of(cols[t]), f"column {cols[t]!r}"
+        elif t in from_comments:
+            unit_of[t], source_of[t] = from_comments[t], "the file's comment lines"
+        elif len(vals) and vals.max() <= AMBIGUOUS_MAX[t]:
+            what = ("wt% of a carbonate-poor core" if t == "CaCO3" else "wt% of a very TOC-poor core")
+            raise LabUnitsError(
+                f"{path}: the {t} column {cols[t]!r} does not state its unit and every value is at or "
+                f"below {AMBIGUOUS_MAX[t]:g} (max {vals.max():g}): {what}, or fractions (x100)? State it "
+                f"in the header (e.g. '{t} (wt%)' or '{t} (fraction)') or choose it (--units; in the app: "
+                "Values); nothing was read")
         else:
-            fraction = False
-        if fraction:
-            notes.append("targets read as fractions (all CaCO3 <= 1) and converted to wt%")
-    if fraction:
-        for t in TARGETS:
+            unit_of[t], source_of[t] = "wt%", "not stated; values above " + f"{AMBIGUOUS_MAX[t]:g}"
+        if t == "TOC" and unit_of[t] == "wt%" and source_of[t] != "given" and len(vals) \
+                and vals.max() <= AMBIGUOUS_MAX[t]:
+            confirm.append(f"TOC is stated in wt% ({source_of[t]}) but every value is at or below "
+                           f"{AMBIGUOUS_MAX[t]:g} wt% (max {vals.max():g}): fractions under a % header?")
+        if unit_of[t] == "fraction":
             out[t] = out[t] * 100.0
+    if unit_of:
+        notes.append("units: " + ", ".join(f"{t} {u} ({source_of[t]})" for t, u in unit_of.items())
+                     + ("; fractions converted to wt%" if "fraction" in unit_of.values() else ""))
+    fraction = "fraction" in unit_of.values()
 
     issues: list[dict] = []
     keep = np.ones(len(out), bool)
@@ -225,6 +321,10 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
             flag("rejected", "depth missing or not a number"); keep[i] = False; continue
         if r.depth_mm < 0:
             flag("rejected", f"negative depth {r.depth_mm:g} mm"); keep[i] = False; continue
+        deepest = np.nanmax([r.depth_mm, r.depth_bottom_mm])
+        if not np.isfinite(deepest) or deepest > MAX_DEPTH_MM:
+            flag("rejected", f"depth {deepest:g} mm is not a core depth (over {MAX_DEPTH_MM / 1e6:g} km:"
+                             " a typo or a wrong depth unit)"); keep[i] = False; continue
         present = [t for t in TARGETS if t in cols and not np.isnan(r[t])]
         for t in [t for t in TARGETS if t in cols and np.isnan(r[t])]:
             raw_val = df.at[idx, cols[t]]
@@ -247,10 +347,56 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
         r = out.loc[idx]
         issues.append(dict(source_row=r.source_row, core=r.core, depth_mm=r.depth_mm,
                            status="suspicious", reason="same core and depth as another row (both kept)"))
+    if has_interval:  # overlapping sample intervals of one core: flagged (both kept)
+        n_overlap = 0
+        kept = out[keep].sort_values(["core", "depth_top_mm", "depth_bottom_mm"])
+        for _, grp in kept.groupby("core", sort=False):
+            prev = None
+            for _, r in grp.iterrows():
+                if prev is not None and r.depth_top_mm < prev.depth_bottom_mm:
+                    n_overlap += 1
+                    issues.append(dict(source_row=r.source_row, core=r.core, depth_mm=r.depth_mm,
+                                       status="suspicious",
+                                       reason=f"interval {r.depth_top_mm:g}-{r.depth_bottom_mm:g} mm overlaps "
+                                              f"line {prev.source_row} ({prev.depth_top_mm:g}-"
+                                              f"{prev.depth_bottom_mm:g} mm; both kept)"))
+                if prev is None or r.depth_bottom_mm > prev.depth_bottom_mm:
+                    prev = r
+        if n_overlap:
+            notes.append(f"WARNING: {n_overlap} sample interval(s) overlap another sample of the same core "
+                         "(see the flagged rows)")
     samples = out[keep].reset_index(drop=True)
+    high = samples[samples["TOC"] > TOC_WARN] if "TOC" in samples else samples.iloc[:0]
+    if len(high):
+        confirm.append(f"{len(high)} sample(s) with TOC above {TOC_WARN:g} wt% (up to {high['TOC'].max():g}; "
+                       f"lines {', '.join(map(str, high['source_row'].head(5)))}): peat or coal, or a typo / "
+                       "wrong unit?")
     return LabTable(samples=samples, issues=_issue_frame(issues), path=str(path), sha256=sha,
                     mapping=cols, depth_unit=depth_unit, fraction=bool(fraction),
-                    simulated=simulated, notes=notes)
+                    simulated=simulated, notes=notes, units=unit_of, unit_sources=source_of,
+                    confirm=confirm)
+
+
+COVERAGE_COLUMNS = ["core", "run", "core_top_mm", "core_bottom_mm", "samples_top_mm", "samples_bottom_mm",
+                    "samples", "matched", "coverage"]
+
+
+def _coverage_row(core, run, grp: pd.DataFrame, depth: np.ndarray, matched: int) -> dict:
+    """How much of a core's scanned depth range its samples span (0-1)."""
+    d = depth[np.isfinite(depth)]
+    lo, hi = (float(d.min()), float(d.max())) if len(d) else (np.nan, np.nan)
+    tops = grp["depth_top_mm"].where(np.isfinite(grp["depth_top_mm"]), grp["depth_mm"]).to_numpy(float)
+    bots = grp["depth_bottom_mm"].where(np.isfinite(grp["depth_bottom_mm"]), grp["depth_mm"]).to_numpy(float)
+    ok = np.isfinite(tops) & np.isfinite(bots)
+    s_lo, s_hi = (float(tops[ok].min()), float(bots[ok].max())) if ok.any() else (np.nan, np.nan)
+    if np.isfinite(lo) and np.isfinite(s_lo):
+        length = max(hi - lo, 1e-9)
+        cov = max(0.0, min(hi, s_hi) - max(lo, s_lo)) / length
+        cov = min(1.0, cov if hi > lo else float(s_lo <= lo <= s_hi))
+    else:
+        cov = 0.0
+    return dict(core=core, run=run, core_top_mm=lo, core_bottom_mm=hi, samples_top_mm=s_lo,
+                samples_bottom_mm=s_hi, samples=int(len(grp)), matched=int(matched), coverage=float(cov))
 
 
 @dataclass
@@ -261,10 +407,30 @@ class MatchResult:
     samples: pd.DataFrame           # matched samples: normalised columns + run, n_spectra, method
     report: pd.DataFrame            # every row not matched or flagged: source_row, core, depth_mm, status, reason
     grid: object = None             # energy grid of X (xrfcore.energy.Grid) when known
+    coverage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COVERAGE_COLUMNS))
+    confirm: list = field(default_factory=list)   # what needs an explicit OK (lab table + coverage)
 
     @property
     def targets(self) -> pd.DataFrame:
         return self.samples[list(TARGETS)]
+
+    @property
+    def usable(self) -> bool:
+        """At least one sample matched a spectrum (a table matching nothing cannot be used)."""
+        return len(self.samples) > 0
+
+    def coverage_text(self) -> str:
+        """One line per core: the depths its samples span against the core's scanned depths."""
+        lines = []
+        for r in self.coverage.itertuples(index=False):
+            if not np.isfinite(r.core_top_mm):
+                lines.append(f"{r.core}: {r.matched} of {r.samples} samples matched (core has no depths)")
+                continue
+            span = ("no depths" if not np.isfinite(r.samples_top_mm)
+                    else f"{r.samples_top_mm:g}-{r.samples_bottom_mm:g} mm")
+            lines.append(f"{r.core}: samples span {span} of the core's {r.core_top_mm:g}-{r.core_bottom_mm:g} mm "
+                         f"({100 * r.coverage:.0f} % covered), {r.matched} of {r.samples} matched")
+        return "\n".join(lines)
 
     def summary(self) -> str:
         rej = int((self.report["status"] != "suspicious").sum()) if len(self.report) else 0
@@ -333,7 +499,7 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
 
     samples = lab.samples if isinstance(lab, LabTable) else lab
     issues = list(lab.issues.to_dict("records")) if isinstance(lab, LabTable) else []
-    Xs, parts, out_grid = [], [], grid
+    Xs, parts, out_grid, cover = [], [], grid, []
     with store.Project.open(project_path) as p:
         cores = set(p.cores())
         for core, grp in samples.groupby("core", sort=False):
@@ -355,6 +521,8 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
             counts = energy.on_grid(rd.counts, rd.grids, target)
             X, kept, methods, nspec, iss = match_spectra(grp, rd.meta, counts, tolerance_mm=tolerance_mm)
             issues += iss
+            use = np.asarray(rd.meta["active"], bool) & np.asarray(rd.meta["valid"], bool)
+            cover.append(_coverage_row(core, key, grp, np.asarray(rd.meta["depth_mm"], float)[use], len(kept)))
             if not kept:
                 continue
             if out_grid is None:
@@ -364,7 +532,16 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
             Xs.append(X); parts.append(m)
     matched = pd.concat(parts, ignore_index=True) if parts else samples.iloc[:0].assign(run="", method="", n_spectra=0)
     X = np.vstack(Xs) if Xs else np.zeros((0, 0))
-    return MatchResult(X=X, samples=matched, report=_issue_frame(issues), grid=out_grid)
+    coverage = pd.DataFrame(cover, columns=COVERAGE_COLUMNS)
+    confirm = list(lab.confirm) if isinstance(lab, LabTable) else []
+    for r in coverage.itertuples(index=False):
+        if r.samples and r.coverage < MIN_COVERAGE and np.isfinite(r.core_top_mm):
+            confirm.append(f"{r.core}: the samples cover only {100 * r.coverage:.0f} % of the core "
+                           f"(samples {r.samples_top_mm:g}-{r.samples_bottom_mm:g} mm, core "
+                           f"{r.core_top_mm:g}-{r.core_bottom_mm:g} mm; {r.matched} of {r.samples} matched): "
+                           "depths in cm read as mm, or the wrong core?")
+    return MatchResult(X=X, samples=matched, report=_issue_frame(issues), grid=out_grid,
+                       coverage=coverage, confirm=confirm)
 
 
 def choose_run(runs: list[str]) -> str | None:
@@ -394,6 +571,8 @@ def store_labels(project_path, lab: LabTable) -> pd.DataFrame:
         new = pd.concat([old, new], ignore_index=True)
     files = dict(meta.get("files", {})) if isinstance(meta.get("files"), dict) else {}
     files[Path(lab.path).name] = {"sha256": lab.sha256, "mapping": lab.mapping, "depth_unit": lab.depth_unit,
+                                  "units": dict(lab.units), "unit_sources": dict(lab.unit_sources),
+                                  "accepted_warnings": list(lab.confirm),
                                   "simulated": lab.simulated, "cores": sorted(set(lab.samples["core"]))}
     with store.transaction(project_path) as w:
         w.write_labels(new, {"files": files, "simulated": any(f.get("simulated") for f in files.values())})

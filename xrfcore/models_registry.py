@@ -23,7 +23,7 @@ from xrfcore._paths import shipped_models_dir
 
 APP = "xrfcore"
 CARD_FORMAT = "xrfcore-model"          # as xrfcore.model.checkpoint.CARD_FORMAT (not imported: no torch here)
-DEFAULT_MODEL = "xrfcore-tiny-sim-v2"   # stem of the shipped default foundation model in models/
+DEFAULT_MODEL = "xrfcore-tiny-sim-v2c"   # stem of the shipped default foundation model in models/
 COPY_STEMS = ("base_mae",)              # copies of a base model kept inside fine-tuned model folders
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -63,10 +63,15 @@ def search_dirs(extra=()) -> list[Path]:
 # ---------------------------------------------------------------------------- listing
 def read_card(card_path) -> dict:
     """A model card (JSON) as a dict; ValueError with the file name when it is not one."""
+    import stat
+
     card_path = Path(card_path)
+    st = card_path.stat()
+    if not stat.S_ISREG(st.st_mode) or st.st_size > 32 << 20:  # a FIFO or device would hang the listing
+        raise ValueError(f"{card_path}: not a regular file of a sane size; not read")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{card_path}: model card is not valid JSON ({exc})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ValueError(f"{card_path}: not an xrfcore model card")

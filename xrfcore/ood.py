@@ -50,14 +50,15 @@ def _sample(n: int, k: int, seed: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 
-def recon_errors(mae, Xin, *, seeds=SEEDS, mask_ratio=MASK_RATIO, device="cpu", batch=256, token=None):
+def recon_errors(mae, Xin, *, seeds=SEEDS, mask_ratio=MASK_RATIO, device="cpu", batch=256, token=None,
+                 progress=no_progress):
     """(N,) masked-patch error with fixed masks (finetune.reconstruction_errors)."""
     from xrfcore.train.finetune import reconstruction_errors
     return reconstruction_errors(mae, Xin, seeds=tuple(seeds), mask_ratio=mask_ratio, device=device,
-                                 batch=batch, token=token)
+                                 batch=batch, token=token, progress=progress)
 
 
-def embed(mae, Xin, *, device="cpu", batch=256, token=None) -> np.ndarray:
+def embed(mae, Xin, *, device="cpu", batch=256, token=None, progress=no_progress) -> np.ndarray:
     """(N, D) mean of the encoder's patch tokens, whatever the model's own pool: the fine-tuned
     heads' default input, so a head-mode prediction's embedding is reused (no second pass)."""
     import torch
@@ -70,6 +71,7 @@ def embed(mae, Xin, *, device="cpu", batch=256, token=None) -> np.ndarray:
                 token.raise_if_cancelled()
             xb = torch.from_numpy(np.ascontiguousarray(Xin[i:i + batch])).to(device)
             out.append(mae.encode(xb)[:, 1:].mean(1).double().cpu().numpy())
+            progress(min(i + batch, len(Xin)), len(Xin), "embedding")
     return np.concatenate(out)
 
 
@@ -150,7 +152,7 @@ def foundation_reference(mae, card: dict, X_train=None, X_val=None, *, grid=None
     mean, Wh = whitening(E)
     d = np.linalg.norm(whiten(E, mean, Wh), axis=1)
     _, logc = band_features(Wall)
-    progress(2, 3, "reference: done")
+    progress(3, 3, "reference: done")
     ref = {"version": 1, "seeds": list(SEEDS), "mask_ratio": MASK_RATIO, "transform": t.to_dict(),
            "source": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "recon": {"n": int(len(err)), "spectra": rec_name, "limit_quantile": LIMIT_Q,
@@ -185,12 +187,17 @@ def load_arrays(path, sha256: str | None) -> dict:
 
     from xrfcore.export import file_sha256
 
+    from xrfcore.model.checkpoint import MAX_ARRAYS_BYTES, check_finite, regular_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: out-of-distribution reference file is missing")
+    regular_file(path, "out-of-distribution reference file", MAX_ARRAYS_BYTES)
     if sha256 and file_sha256(path) != sha256:
         raise ValueError(f"{path}: out-of-distribution reference does not match its card (sha256 differs)")
-    return load_file(str(path))
+    arrays = load_file(str(path))
+    check_finite(arrays, path, "out-of-distribution reference")
+    return arrays
 
 
 def attach(card: dict, ref: dict, arrays: dict, model_path=None) -> dict:
@@ -210,8 +217,12 @@ def read_reference(model, card: dict, model_path=None) -> tuple[dict, dict] | No
         return None
     arrays = getattr(model, "ood_arrays", None)
     if arrays is None and model_path is not None:
+        from xrfcore.model.checkpoint import inside, member
+
         f = sidecar(model_path)  # <weights stem>.ood.safetensors, else the name the card gives
-        f = f if f.is_file() else f.with_name(ref.get("file", f.name))
+        f = f if f.exists() else member(f.parent, ref.get("file", f.name), "out-of-distribution reference")
+        if f.exists():
+            inside(f, f.parent, "out-of-distribution reference")
         if not f.is_file():
             warnings.warn(f"{f}: the OOD reference file of this model is missing; the out-of-distribution "
                           "score falls back to the labelled cores only", stacklevel=2)
@@ -232,7 +243,8 @@ def add_reference(model_path, project_path, *, val_cores=None, cores=None, n_max
     mae, card = checkpoint.load(model_path)
     if card.get("kind") != "mae":
         raise ValueError(f"{model_path}: an OOD reference belongs to a foundation (mae) model, not a {card.get('kind')}")
-    data = load_project(project_path, mae.cfg, cores=list(cores or []) + list(val_cores or []) or None)
+    # no `cores` given: every core of the project (the held-out ones and the training-like others)
+    data = load_project(project_path, mae.cfg, cores=None if cores is None else list(cores) + list(val_cores or []))
     names = set(data.core.tolist())
     if val_cores is None:
         val_cores = [c for c in ((card.get("data") or {}).get("val_cores") or []) if c in names]
@@ -377,8 +389,9 @@ def load_finetuned(path, card: dict) -> dict | None:
     o = card.get("ood") or {}
     if o.get("version") != VERSION or not o.get("file"):
         return None
-    from xrfcore.model.checkpoint import paths
-    return load_arrays(paths(path)[0].parent / o["file"]["file"], o["file"].get("sha256"))
+    from xrfcore.model.checkpoint import member, paths
+    f = member(paths(path)[0].parent, o["file"].get("file"), "out-of-distribution reference")
+    return load_arrays(f, o["file"].get("sha256"))
 
 
 # --------------------------------------------------------------------------- prediction
@@ -417,11 +430,24 @@ def _reason(parts: dict, extra: dict) -> str:
     return "; ".join(t for _, t in sorted(items, key=lambda it: -it[0]))
 
 
-def score(pr, counts, grid, E, exposure=None, *, batch: int = 256, token=None) -> pd.DataFrame:
-    """ood_score, ood_flag, ood_reason per spectrum for a Predictor ``pr`` (E: its embeddings)."""
+def work_units(pr) -> int:
+    """Passes over the spectra that ``score`` makes for a Predictor (for one honest progress total)."""
+    o = pr.card.get("ood") or {}
+    if getattr(pr, "mae", None) is None or not o:
+        return 0
+    new = o.get("version") == VERSION and getattr(pr, "ood_arrays", None) is not None
+    return len(o.get("seeds", SEEDS)) + (1 if new and o.get("embedding_from") != "regressor" else 0)
+
+
+def score(pr, counts, grid, E, exposure=None, *, batch: int = 256, token=None,
+          progress=no_progress) -> pd.DataFrame:
+    """ood_score, ood_flag, ood_reason per spectrum for a Predictor ``pr`` (E: its embeddings).
+    ``progress(done, total)`` counts ``work_units(pr)`` passes over the spectra."""
     from xrfcore.model import transforms as tfm
 
     n = len(E)
+    units = max(1, work_units(pr))
+    n_seeds = len((pr.card.get("ood") or {}).get("seeds", SEEDS))
     o = pr.card.get("ood") or {}
     arrays = getattr(pr, "ood_arrays", None)
     if pr.mae is None or not o:
@@ -430,7 +456,8 @@ def score(pr, counts, grid, E, exposure=None, *, batch: int = 256, token=None) -
     W = tfm.window(counts, pr.mae.cfg, grid)
     Xin = mt.apply(W)
     err = recon_errors(pr.mae, Xin, seeds=o.get("seeds", SEEDS), mask_ratio=o.get("mask_ratio", MASK_RATIO),
-                       device=pr.device, batch=batch, token=token)
+                       device=pr.device, batch=batch, token=token,
+                       progress=lambda d, t, m="": progress(d * n_seeds, n * units, "out-of-distribution: reconstruction"))
     if o.get("version") != VERSION or arrays is None:  # an old card: as before
         s = err / o["p99"] if o["p99"] > 0 else np.full(n, np.inf)
         return pd.DataFrame({"ood_score": s, "ood_flag": s > 1.0,
@@ -442,7 +469,9 @@ def score(pr, counts, grid, E, exposure=None, *, batch: int = 256, token=None) -
         extra["recon_x"] = err / max(fnd["recon"]["median"], 1e-12)
     else:
         parts["legacy"] = err / o["p99"] if o.get("p99") else np.zeros(n)
-    Ef = E if o.get("embedding_from") == "regressor" else embed(pr.mae, Xin, device=pr.device, batch=batch, token=token)
+    Ef = E if o.get("embedding_from") == "regressor" else embed(
+        pr.mae, Xin, device=pr.device, batch=batch, token=token,
+        progress=lambda d, t, m="": progress(n * n_seeds + d, n * units, "out-of-distribution: embedding"))
     Z = whiten(Ef, arrays["emb_mean"], arrays["emb_whiten"])
     if fnd:
         parts["embedding"] = np.linalg.norm(Z, axis=1) / fnd["embedding"]["limit"]

@@ -102,7 +102,12 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
     if len(rd) == 0:
         raise ValueError(f"{project_path}: core {core!r} run {key!r} has no active spectra")
     check = instrument.check_or_refuse(pr.card, rd, core=core, run=key, allow=allow_instrument_mismatch)
-    out = pr.predict_counts(rd.counts, rd.grids, progress=progress, token=token, exposure=ood.exposure(rd.meta))
+    # one bar for the whole job: the model's passes (prediction, then the OOD passes) fill 90 %,
+    # storing the table and hashing the project the rest
+    def model_progress(d, t, m=""):
+        progress(int(900 * d / max(t, 1)), 1000, m)
+    out = pr.predict_counts(rd.counts, rd.grids, progress=model_progress, token=token,
+                            exposure=ood.exposure(rd.meta))
     df = pd.DataFrame({"core": core, "depth_mm": rd.meta["depth_mm"].to_numpy(float),
                        "section": rd.meta["section"].astype(str).to_numpy(),
                        "position_mm": rd.meta["position_mm"].to_numpy(float)})
@@ -117,12 +122,78 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
     prov["run_choice"] = chosen
     prov["counts_outside_window"] = round(check.outside_share, 5)
     prov["instrument_check"] = check.to_dict()
+    prov.update(_basis(project_path, core, key, pr))
     if store:
+        progress(900, 1000, "storing")
         with st.transaction(project_path) as w:
             w.write_predictions(core, pr.model_id, df, prov)
+    progress(950, 1000, "hashing the project")
     prov["project_sha256"] = _file_sha256(project_path)
     df.attrs["provenance"] = prov
+    progress(1000, 1000, "done")
     return df
+
+
+def _model_card_sha256(model_path) -> str | None:
+    """sha256 of a model's card file (its calibration, hashes and metrics); None when not found."""
+    from xrfcore.model import checkpoint
+    try:
+        card = checkpoint.paths(model_path)[1]
+        return checkpoint.sha256_file(card) if Path(card).is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _basis(project_path, core: str, run: str, pr) -> dict:
+    """What a prediction was made from (compared by :func:`stale_reasons`): the run's content id,
+    the stored lab samples and the model's card file."""
+    from xrfcore import store as st
+
+    with st.Project.open(project_path) as p:
+        spectra, labels_sha = p.run_content_id(core, run), p.labels_sha256()
+    path = getattr(pr, "path", None)
+    return {"spectra_sha256": spectra, "project_labels_sha256": labels_sha,
+            "model_path": str(Path(path).resolve()) if path else None,
+            "model_card_sha256": _model_card_sha256(path) if path else None}
+
+
+def stale_reasons(project_path, core: str, model_id: str | None = None, meta: dict | None = None,
+                  df: pd.DataFrame | None = None) -> list[str]:
+    """Why the stored predictions of ``model_id`` for ``core`` are out of date (empty: current).
+
+    Compared with what the prediction recorded: the content of the run it was made from (counts,
+    depths, active flags), the project's lab samples, and the model's card file. Predictions made
+    before these were recorded are checked by their number of depths against the run's active
+    spectra. ``meta``/``df``: the stored predictions when already read.
+    """
+    from xrfcore import store as st
+
+    reasons: list[str] = []
+    with st.Project.open(project_path) as p:
+        if meta is None or df is None:
+            df, meta = p.read_predictions(core, model_id)
+        run = meta.get("run")
+        if run and run not in p.runs(core):
+            return [f"spectra changed: run {run!r} is no longer in core {core!r}"]
+        if run and meta.get("spectra_sha256"):
+            if p.run_content_id(core, run) != meta["spectra_sha256"]:
+                reasons.append(f"spectra changed: the spectra of {core} {run} were re-imported or "
+                               "changed since this prediction")
+        elif run:
+            g = p._run(core, run)
+            n_active = int(np.count_nonzero(st._read_ds(st._dataset(g, "active"))))
+            if n_active != len(df):
+                reasons.append(f"spectra changed: {core} {run} now has {n_active} active spectra, "
+                               f"this prediction has {len(df)} depths")
+        if "project_labels_sha256" in meta and meta["project_labels_sha256"] != p.labels_sha256():
+            reasons.append("lab samples changed: the project's lab samples were loaded or changed "
+                           "since this prediction")
+    recorded, path = meta.get("model_card_sha256"), meta.get("model_path")
+    if recorded and path and Path(path).exists():
+        now = _model_card_sha256(path)
+        if now is not None and now != recorded:
+            reasons.append(f"model changed: the model at {path} was re-written since this prediction")
+    return reasons
 
 
 def predict_project(project_path, model_path, cores=None, run=None, *, progress=no_progress,
@@ -165,7 +236,11 @@ def export_core(project_path, core: str, model_id: str, path) -> pd.DataFrame:
                              f"(has: {', '.join(have) or 'none'}); run `xrfcore predict` first")
         df, meta = p.read_predictions(core, match[0])
     meta = dict(meta)
+    reasons = stale_reasons(project_path, core, match[0], meta, df)
+    if reasons:  # exported, but the file says so on its first lines (and the CLI warns)
+        meta["stale"] = "; ".join(reasons)
     meta["project_sha256"] = _file_sha256(project_path)
     meta["project"] = str(Path(project_path).name)
     export.write_predictions_csv(path, df, meta)
+    df.attrs["stale"] = reasons
     return df

@@ -6,12 +6,19 @@ Layout (schema 1)::
     /cores/<core>/runs/<run>/spectra     (N, C) counts, chunked by rows, gzip + shuffle; stored as
                                          uint16 when all counts fit, else int32 (read as int32)
     /cores/<core>/runs/<run>/<column>    one 1-D dataset per metadata column (COLUMNS)
-                                         attrs: channels, gain_kev, offset_kev, grid_source, ...
+                                         attrs: channels, gain_kev, offset_kev, grid_source, ...,
+                                         counts_sha256 (of the int32 counts), content_sha256 (counts +
+                                         depth + active flags: what predictions were made from)
     /cores/<core>/predictions/<model_id> a DataFrame (see _write_frame) + attrs meta (JSON)
     /labels                              a DataFrame + attrs meta (JSON)
     /import_log                          time, folder, file, status, message (one row per file)
 
 Rows of a run are kept sorted by depth, so a depth range is one contiguous slice.
+Integrity: every dataset of a run, of the lab samples and of the predictions is written with HDF5
+Fletcher-32 checksums (per chunk), verified by HDF5 on every read; a mismatch, an undecodable chunk or a
+missing dataset raises :class:`DamagedProjectError` (one sentence: which file, what, what to do), never
+garbage. Files written before checksums still read (``info()`` says they are unchecked); a run
+without checksums but with ``counts_sha256`` is verified against it when read whole.
 Every write goes through :func:`transaction`: the project is copied to a temp file in the
 same folder, modified, flushed, fsynced and moved over the original with ``os.replace``.
 A failure or a cancel removes the temp file; the original is never touched.
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import hashlib
 import json
 import operator
 import os
@@ -67,6 +76,65 @@ LOG_COLUMNS = ("time", "folder", "file", "status", "message")
 
 class ProjectError(ValueError):
     """A project file that cannot be used (not a project, newer schema, missing core/run)."""
+
+
+class DamagedProjectError(ProjectError):
+    """The project file is damaged (truncated, bad header, checksum mismatch, missing dataset)."""
+
+
+_TMP_NAME = re.compile(r"^\.(.+)\.\d+\.[0-9a-f]+" + re.escape(".xrfcore-tmp") + "$")
+
+
+def _user_path(filename) -> str:
+    """The project path a user knows (a transaction's temp copy named as its project)."""
+    p = Path(filename)
+    m = _TMP_NAME.match(p.name)
+    return str(p.parent / m.group(1)) if m else str(p)
+
+
+def _what(name: str) -> tuple[str, str]:
+    """(what is stored at an HDF5 path, in words; what to do besides restoring a backup)."""
+    parts = [x for x in str(name).split("/") if x]
+    if len(parts) >= 4 and parts[0] == "cores" and parts[2] == "runs":
+        col = parts[4] if len(parts) > 4 else "spectra"
+        thing = "spectra" if col == "spectra" else f"{col} values"
+        return f"the stored {thing} of core {parts[1]!r} run {parts[3]!r}", "re-import the core"
+    if len(parts) >= 3 and parts[0] == "cores" and parts[2] == "predictions":
+        model = f" of model {parts[3]!r}" if len(parts) > 3 else ""
+        return f"the stored predictions{model} for core {parts[1]!r}", "predict again"
+    if parts and parts[0] == "labels":
+        return "the stored lab samples", "load the lab samples again"
+    if parts and parts[0] == "import_log":
+        return "the stored import log", "re-import the cores into a new project"
+    return f"the stored data at {name}", "re-import the cores into a new project"
+
+
+def damaged(filename, name: str, problem: str) -> DamagedProjectError:
+    """The one-sentence error for damaged stored data at HDF5 path ``name``."""
+    what, todo = _what(name)
+    return DamagedProjectError(f"{_user_path(filename)}: {what} {problem}; nothing was written; "
+                               f"restore the file from a backup or {todo}")
+
+
+def _read_ds(ds: h5py.Dataset, sl=slice(None)) -> np.ndarray:
+    """ds[sl], with HDF5's checksum / decompression failures turned into DamagedProjectError."""
+    try:
+        return ds[sl]
+    except (OSError, RuntimeError) as exc:
+        problem = ("are damaged (checksum mismatch)" if ds.fletcher32
+                   else "are damaged (a stored block cannot be decoded)")
+        raise damaged(ds.file.filename, ds.name, problem) from None
+
+
+def _dataset(g: h5py.Group, key: str) -> h5py.Dataset:
+    """g[key], a missing or unreadable one being damage (not h5py's KeyError)."""
+    try:
+        ds = g[key]
+    except (KeyError, OSError, RuntimeError):
+        raise damaged(g.file.filename, f"{g.name}/{key}", "are missing (the file is damaged)") from None
+    if not isinstance(ds, h5py.Dataset):
+        raise damaged(g.file.filename, f"{g.name}/{key}", "are missing (the file is damaged)")
+    return ds
 
 
 class Grid(NamedTuple):
@@ -230,19 +298,32 @@ def _write_column(g: h5py.Group, name: str, values: np.ndarray, kind: str) -> No
         arr = np.array(enc, dtype=f"S{width}")
         # fixed-width bytes compress (variable-length strings would not)
         g.create_dataset(name, data=arr, chunks=(max(1, min(n, 1024)),),
-                         compression="gzip", compression_opts=GZIP_LEVEL)
+                         compression="gzip", compression_opts=GZIP_LEVEL, fletcher32=True)
         g[name].attrs["kind"] = kind
     else:
-        g.create_dataset(name, data=values)
+        g.create_dataset(name, data=values, fletcher32=True)
 
 
 def _read_column(ds: h5py.Dataset, sl: slice) -> np.ndarray:
-    data = ds[sl]
+    data = _read_ds(ds, sl)
     if data.dtype.kind == "S":   # a list comprehension is ~10x faster than np.char.decode here
         out = np.empty(len(data), dtype=object)
         out[:] = [x.decode("utf-8") for x in data.tolist()]
         return out
     return data
+
+
+def counts_sha256(counts: np.ndarray) -> str:
+    """sha256 of a run's counts as little-endian int32 (what ``read_run`` returns)."""
+    return hashlib.sha256(np.ascontiguousarray(counts, dtype="<i4").tobytes()).hexdigest()
+
+
+def content_sha256(counts_hash: str, depth, active) -> str:
+    """A run's content id: its counts, depths and active flags (what a prediction used)."""
+    h = hashlib.sha256(counts_hash.encode())
+    h.update(np.ascontiguousarray(depth, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(active, dtype=bool).tobytes())
+    return h.hexdigest()
 
 
 def _write_table(runs: h5py.Group, run: str, table, attrs: dict) -> None:
@@ -251,24 +332,34 @@ def _write_table(runs: h5py.Group, run: str, table, attrs: dict) -> None:
         del runs[run]
     g = runs.create_group(run)
     n, c = counts.shape
+    chash = counts_sha256(counts)
+    attrs = {**attrs, "counts_sha256": chash,
+             "content_sha256": content_sha256(chash, cols["depth_mm"], cols["active"])}
     # uint16 on disk when every count fits: half the bytes to inflate on every read (read_run
     # always returns int32)
     if n and 0 <= counts.min() and counts.max() <= np.iinfo(np.uint16).max:
         counts = counts.astype(np.uint16)
-    g.create_dataset("spectra", data=counts, chunks=(max(1, min(n, CHUNK_ROWS)), c),
-                     compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+    g.create_dataset("spectra", data=counts, chunks=(max(1, min(n, CHUNK_ROWS)), max(1, c)),
+                     compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True, fletcher32=True)
     for name, kind in COLUMNS:
         _write_column(g, name, cols[name], kind)
     for k, v in attrs.items():
         g.attrs[k] = v
 
 
+REQUIRED_COLUMNS = ("depth_mm", "active")   # every layout had them: missing = damaged
+
+
 def _read_table(g: h5py.Group, sl: slice = slice(None)):
-    counts = g["spectra"][sl].astype(np.int32, copy=False)
+    ds = _dataset(g, "spectra")
+    counts = _read_ds(ds, sl).astype(np.int32, copy=False)
+    if sl == slice(None) and not ds.fletcher32 and "counts_sha256" in g.attrs \
+            and counts_sha256(counts) != _attr(g.attrs["counts_sha256"]):
+        raise damaged(g.file.filename, ds.name, "are damaged (checksum mismatch)")
     cols = {}
     for name, kind in COLUMNS:
-        if name in g:
-            cols[name] = _read_column(g[name], sl)
+        if name in g or name in REQUIRED_COLUMNS:
+            cols[name] = _read_column(_dataset(g, name), sl)
         else:  # written by an older layout: fill
             cols[name] = np.full(counts.shape[0], _empty_value(kind),
                                  dtype=object if kind in "sj" else None)
@@ -295,7 +386,7 @@ def _write_frame(g: h5py.Group, df: pd.DataFrame, meta: dict) -> None:
         if kind == "s":
             _write_column(g, f"c{i}", arr, "s")
         else:
-            g.create_dataset(f"c{i}", data=arr)
+            g.create_dataset(f"c{i}", data=arr, fletcher32=True)
     g.attrs["columns"] = json.dumps(names, ensure_ascii=False)
     g.attrs["kinds"] = json.dumps(kinds)
     g.attrs["meta"] = json.dumps(meta or {}, ensure_ascii=False, default=str)
@@ -303,8 +394,10 @@ def _write_frame(g: h5py.Group, df: pd.DataFrame, meta: dict) -> None:
 
 
 def _read_frame(g: h5py.Group) -> tuple[pd.DataFrame, dict]:
+    if "columns" not in g.attrs:
+        raise damaged(g.file.filename, g.name, "are damaged (no column list)")
     names = json.loads(g.attrs["columns"])
-    data = {name: _read_column(g[f"c{i}"], slice(None)) for i, name in enumerate(names)}
+    data = {name: _read_column(_dataset(g, f"c{i}"), slice(None)) for i, name in enumerate(names)}
     return pd.DataFrame(data, columns=names), json.loads(g.attrs.get("meta", "{}"))
 
 
@@ -330,7 +423,10 @@ class Project:
         version = check_schema(path)
         if version < SCHEMA_VERSION:
             migrate(path)
-        return cls(_open_h5(path, "r"), path)
+        try:
+            return cls(_open_h5(path, "r"), path)
+        except OSError as exc:
+            raise _open_error(path, exc) from None
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, exist_ok: bool = False) -> "Project":
@@ -380,14 +476,30 @@ class Project:
         return g[key]
 
     def n_spectra(self, core: str, run: str) -> int:
-        return int(self._run(core, run)["spectra"].shape[0])
+        return int(_dataset(self._run(core, run), "spectra").shape[0])
 
     def n_channels(self, core: str, run: str) -> int:
-        return int(self._run(core, run)["spectra"].shape[1])
+        return int(_dataset(self._run(core, run), "spectra").shape[1])
 
     def run_attrs(self, core: str, run: str) -> dict:
         """A run's attributes (kv, scanner, grid, ...) without reading its spectra."""
         return {k: _attr(v) for k, v in self._run(core, run).attrs.items()}
+
+    def run_content_id(self, core: str, run: str) -> str:
+        """The run's content id (counts, depths, active flags): stored by every write of the run;
+        computed from the data for runs written before it existed."""
+        g = self._run(core, run)
+        if "content_sha256" in g.attrs:
+            return str(_attr(g.attrs["content_sha256"]))
+        counts, cols = _read_table(g)
+        return content_sha256(counts_sha256(counts), cols["depth_mm"], cols["active"])
+
+    def labels_sha256(self) -> str:
+        """A hash of the stored lab samples (all cores; '' when there are none)."""
+        df = self.labels()
+        if not len(df):
+            return ""
+        return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
 
     def read_run(self, core: str, run: str, depth_range: tuple[float, float] | None = None,
                  active_only: bool = True) -> RunData:
@@ -396,7 +508,7 @@ class Project:
         sl = slice(None)
         if depth_range is not None:
             lo, hi = depth_range
-            depth = g["depth_mm"][:]
+            depth = _read_ds(_dataset(g, "depth_mm"))
             known = int(np.count_nonzero(~np.isnan(depth)))
             i0 = int(np.searchsorted(depth[:known], lo, side="left"))
             i1 = int(np.searchsorted(depth[:known], hi, side="right"))
@@ -428,7 +540,7 @@ class Project:
         if "import_log" not in self._h5:
             return pd.DataFrame(columns=list(LOG_COLUMNS))
         g = self._h5["import_log"]
-        return pd.DataFrame({c: [_attr(v) for v in g[c][:]] for c in LOG_COLUMNS})
+        return pd.DataFrame({c: [_attr(v) for v in _read_ds(_dataset(g, c))] for c in LOG_COLUMNS})
 
     def labels(self, core: str | None = None) -> pd.DataFrame:
         if "labels" not in self._h5:
@@ -465,21 +577,24 @@ class Project:
             runs = []
             for run in self.runs(core):
                 g = self._run(core, run)
-                depth = g["depth_mm"][:]
-                active = g["active"][:].astype(bool)
+                depth = _read_ds(_dataset(g, "depth_mm"))
+                active = _read_ds(_dataset(g, "active")).astype(bool)
+                spectra = _dataset(g, "spectra")
                 known = depth[~np.isnan(depth)]
                 settings = {}
                 for col in ("kv", "current_ua", "live_s"):
-                    vals = g[col][:]
+                    vals = _read_ds(_dataset(g, col))
                     vals = np.unique(vals[~np.isnan(vals)])
                     settings[col] = [float(v) for v in vals[:20]]
                 for col in ("filter", "setting", "scanner"):
-                    settings[col] = sorted(set(_read_column(g[col], slice(None))) - {""})[:20]
+                    settings[col] = sorted(set(_read_column(_dataset(g, col), slice(None))) - {""})[:20]
                 runs.append({
                     "run": run, "spectra": int(len(depth)), "active": int(active.sum()),
                     "depth_min_mm": float(known.min()) if known.size else None,
                     "depth_max_mm": float(known.max()) if known.size else None,
-                    "channels": int(g.attrs.get("channels", g["spectra"].shape[1])),
+                    "channels": int(g.attrs.get("channels", spectra.shape[1])),
+                    # HDF5 per-chunk checksums (False: written by an older xrfcore, unchecked)
+                    "checksummed": bool(spectra.fletcher32),
                     "gain_kev": float(g.attrs.get("gain_kev", np.nan)),
                     "offset_kev": float(g.attrs.get("offset_kev", np.nan)),
                     "grid_source": _attr(g.attrs.get("grid_source", "")),
@@ -633,15 +748,58 @@ def check_schema(path: str | os.PathLike) -> int:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such project file")
     if not h5py.is_hdf5(path):
-        raise ProjectError(f"{path}: not an xrfcore project (not an HDF5 file)")
-    with h5py.File(path, "r") as f:
-        if "schema_version" not in f.attrs:
-            raise ProjectError(f"{path}: not an xrfcore project (no schema_version)")
-        version = int(f.attrs["schema_version"])
+        if _has_hdf5_signature(path):
+            raise _open_error(path, OSError("superblock"))
+        raise ProjectError(f"{path}: not an xrfcore project (not an HDF5 file; if it was one, its "
+                           "header is damaged); nothing was written; open another project file or "
+                           "restore this one from a backup")
+    try:
+        with h5py.File(path, "r") as f:
+            if "schema_version" not in f.attrs:
+                raise ProjectError(f"{path}: not an xrfcore project (no schema_version)")
+            version = int(f.attrs["schema_version"])
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise _open_error(path, exc) from None
     if version > SCHEMA_VERSION:
         raise ProjectError(f"{path}: made by a newer xrfcore (schema {version}), "
                            f"this version reads up to {SCHEMA_VERSION}; please update xrfcore")
     return version
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _has_hdf5_signature(path: Path) -> bool:
+    """The HDF5 signature at offset 0 or 512 * 2^k (where HDF5 looks for it)."""
+    try:
+        with open(path, "rb") as fh:
+            for off in (0, 512, 1024, 2048, 4096):
+                fh.seek(off)
+                if fh.read(8) == _HDF5_SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _open_error(path, exc: BaseException) -> DamagedProjectError:
+    """One sentence for a project file HDF5 cannot open (instead of h5py's message)."""
+    text = str(exc).lower()
+    try:
+        size = f"{Path(path).stat().st_size:,} bytes"
+    except OSError:
+        size = "size unknown"
+    if "truncated" in text or "eof" in text:
+        what = f"truncated (the file ends early, {size}: an interrupted copy or a full disk?)"
+    elif "superblock" in text or "signature" in text:
+        what = "its HDF5 header (superblock) is damaged"
+    elif "checksum" in text:
+        what = "its internal structure is damaged (metadata checksum mismatch)"
+    else:  # h5py's 'Unable to synchronously open file (reason)': keep the reason only
+        m = re.search(r"\(([^()]*)\)\s*$", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        what = f"its internal structure cannot be read ({m.group(1) if m else type(exc).__name__})"
+    return DamagedProjectError(f"{path}: the project file is damaged: {what}; nothing was written; "
+                               "restore it from a backup, or import the cores again into a new project")
 
 
 # Migrations: MIGRATIONS[v] turns an open schema-v file into schema v+1 (in a transaction).
@@ -682,8 +840,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stray_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove temp files left by killed transactions on this project (not live ones)."""
+def clean_stray_temps(path: str | os.PathLike, *, locked: bool = False) -> list[Path]:
+    """Remove temp files left by killed transactions on this project (not live ones).
+    ``locked``: the caller holds the project's OS lock, so no other process is writing it and
+    every temp that is not this process's live one is stray (its pid may now be another program's)."""
     path = Path(path)
     removed = []
     pat = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+" + re.escape(TMP_SUFFIX) + "$")
@@ -691,7 +851,7 @@ def clean_stray_temps(path: str | os.PathLike) -> list[Path]:
         m = pat.match(p.name)
         if not m or str(p) in _live_temps:
             continue
-        if int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
+        if not locked and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
             continue
         with contextlib.suppress(OSError):
             p.unlink()
@@ -700,12 +860,100 @@ def clean_stray_temps(path: str | os.PathLike) -> list[Path]:
 
 
 LOCK_SUFFIX = ".xrfcore-lock"
+LOCK_GRACE_S = 10        # a lock file without a readable pid younger than this may be being written
+
+try:                     # POSIX: an OS lock, released by the kernel when its process dies
+    import fcntl as _fcntl
+except ImportError:      # Windows: the pid-file lock below
+    _fcntl = None
 
 
-def _acquire_file_lock(path: Path) -> Path:
-    """A lock file beside the project, so two processes never write it at the same time
-    (the second would silently drop the first's changes at os.replace)."""
+class _OsLock:
+    """An ``flock`` held on the lock file. ``unlink()`` releases it (same call as the Path of the
+    pid-file lock): the file is removed while still held, then unlocked and closed."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    def unlink(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        try:
+            _fcntl.flock(self.fd, _fcntl.LOCK_UN)   # also for forked children sharing the descriptor
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+
+def _lock_holder(lock: Path) -> str:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return f" (pid {int(lock.read_text().split()[0])})"
+    return ""
+
+
+def _flock_nb(fd: int, grace_s: float = 0.5) -> None:
+    """flock without waiting for a live holder; a holder that has just died releases its lock a
+    moment after it is gone (measured: ~1 ms), so a busy lock is retried briefly first."""
+    deadline = _dt.datetime.now().timestamp() + grace_s
+    while True:
+        try:
+            _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if _dt.datetime.now().timestamp() >= deadline:
+                raise
+            threading.Event().wait(0.02)
+
+
+def _acquire_file_lock(path: Path):
+    """A lock beside the project, so two processes never write it at the same time (the second
+    would silently drop the first's changes at os.replace).
+
+    POSIX: an ``flock`` on ``.NAME.xrfcore-lock``, which dies with its process, so a lock file left
+    by a killed process, an empty one, or one naming a pid now used by another program never
+    blocks; the pid written into it only names the holder in the message. Elsewhere (or on a
+    file system without flock): the pid file alone, created exclusively.
+    """
     lock = path.parent / f".{path.name}{LOCK_SUFFIX}"
+    if _fcntl is None:
+        return _acquire_pid_lock(path, lock)
+    for _ in range(5):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
+                               f"{exc.strerror or exc}); nothing was changed") from None
+        try:
+            _flock_nb(fd)
+        except BlockingIOError:
+            os.close(fd)
+            raise ProjectError(f"{path}: another xrfcore process{_lock_holder(lock)} is writing this "
+                               "project; try again when it has finished") from None
+        except OSError:          # no flock here (some network file systems): the pid file
+            os.close(fd)
+            return _acquire_pid_lock(path, lock)
+        try:                     # its holder may have released (removed) it between open and flock
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        with contextlib.suppress(OSError):   # the holder's pid, for others' message only (disk full: none)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return _OsLock(lock, fd)
+    raise ProjectError(f"{path}: cannot lock the project for writing ({lock}); nothing was changed")
+
+
+def _acquire_pid_lock(path: Path, lock: Path) -> Path:
+    """The pid-file lock (no flock): created exclusively, the pid written in one write; a file
+    without a pid is taken over after LOCK_GRACE_S (its writer died between create and write)."""
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -715,15 +963,27 @@ def _acquire_file_lock(path: Path) -> Path:
                 pid = int(text[0]) if text else None
                 age = _dt.datetime.now().timestamp() - lock.stat().st_mtime
             except (OSError, ValueError):
-                continue
-            if (pid is not None and pid != os.getpid() and _pid_alive(pid)) or (pid is None and age < 10):
-                raise ProjectError(f"{path}: another xrfcore process (pid {pid or '?'}) is writing this "
-                                   "project; try again when it has finished")
+                pid, age = None, 0.0
+                if not lock.exists():
+                    continue
+            if (pid is not None and pid != os.getpid() and _pid_alive(pid)) or (pid is None and age < LOCK_GRACE_S):
+                raise ProjectError(f"{path}: another xrfcore process{f' (pid {pid})' if pid else ''} is "
+                                   "writing this project; try again when it has finished")
             with contextlib.suppress(OSError):      # left by a killed process: take it over
                 lock.unlink()
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
+                               f"{exc.strerror or exc}); nothing was changed") from None
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:                      # e.g. disk full: leave no empty lock behind
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
+                               f"{exc.strerror or exc}); nothing was changed") from None
+        os.close(fd)
         return lock
     raise ProjectError(f"{path}: cannot lock the project for writing ({lock})")
 
@@ -748,11 +1008,16 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[WritableProject]:
+def transaction(path: str | os.PathLike, *, create: bool = True,
+                reserve_bytes: int = 0) -> Iterator[WritableProject]:
     """The one way to write a project: copy -> modify -> flush/fsync -> os.replace.
 
     On any exception (``Cancelled`` included) the temp copy is removed and the project
     is exactly as before. ``create``: make a new project when ``path`` does not exist.
+    ``reserve_bytes``: about how much the block will add (e.g. an import: its files' size);
+    that much disk space (plus RESERVE_BYTES) is allocated for the temp copy before HDF5
+    writes to it, so a full disk is a clear :class:`DiskFullError` up front, never a write
+    error inside HDF5 (which leaves the library in a state that crashes the process).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -764,18 +1029,24 @@ def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[Wri
         _live_temps.add(str(tmp))
         h5 = None
         try:
-            clean_stray_temps(path)
+            clean_stray_temps(path, locked=isinstance(lock, _OsLock))
+            reserve = RESERVE_BYTES + max(0, int(reserve_bytes))
             if path.exists():
                 _migrate_unlocked(path)  # checks the schema; migrates an older file first
+                size = path.stat().st_size
+                _check_free_space(path, folder, size + reserve)
                 shutil.copyfile(path, tmp)
+                _reserve_space(path, tmp, size + reserve)
                 h5 = _open_h5(tmp, "r+")
             elif create:
-                h5 = h5py.File(tmp, "w", fs_strategy="fsm", fs_persist=True,
-                               rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
-                h5.attrs["schema_version"] = SCHEMA_VERSION
-                h5.attrs["xrfcore_version"] = __version__
-                h5.attrs["created"] = _now()
-                h5.create_group("cores")
+                _check_free_space(path, folder, reserve)
+                with h5py.File(tmp, "w", fs_strategy="fsm", fs_persist=True) as new:
+                    new.attrs["schema_version"] = SCHEMA_VERSION
+                    new.attrs["xrfcore_version"] = __version__
+                    new.attrs["created"] = _now()
+                    new.create_group("cores")
+                _reserve_space(path, tmp, reserve)
+                h5 = _open_h5(tmp, "r+")
             else:
                 raise FileNotFoundError(f"{path}: no such project file")
             project = WritableProject(h5, path)
@@ -788,6 +1059,10 @@ def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[Wri
             _fsync_file(tmp)
             os.replace(tmp, path)
             _fsync_dir(folder)
+        except (OSError, RuntimeError) as exc:
+            if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise _disk_full(path, folder) from exc
+            raise
         finally:
             if h5 is not None:
                 with contextlib.suppress(Exception):
@@ -798,6 +1073,60 @@ def transaction(path: str | os.PathLike, *, create: bool = True) -> Iterator[Wri
                     tmp.unlink()
             with contextlib.suppress(OSError):
                 lock.unlink()
+
+
+RESERVE_BYTES = 16 << 20   # disk space every write reserves beyond the project's size and reserve_bytes
+
+
+class DiskFullError(OSError):
+    """Not enough free disk space to write the project; nothing was changed."""
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def _disk_full(path: Path, folder: Path, need: int | None = None, free: int | None = None) -> DiskFullError:
+    detail = f" (it needs about {_mb(need)} free, {_mb(free)} are free)" if need is not None else ""
+    err = DiskFullError(f"{path}: the disk is full (No space left on device): not enough free space in {folder} to write the "
+                        f"project{detail}; nothing was changed (the project is as it was): free some "
+                        "space and try again")
+    err.errno = errno.ENOSPC
+    return err
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return True
+    return isinstance(exc, (OSError, RuntimeError)) and ("errno = 28" in str(exc)
+                                                         or "No space left on device" in str(exc))
+
+
+def _check_free_space(path: Path, folder: Path, need: int) -> None:
+    """Refuse up front when the temp copy of the project cannot fit."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need:
+        raise _disk_full(path, folder, need, free)
+
+
+def _reserve_space(path: Path, tmp: Path, size: int) -> None:
+    """Allocate ``size`` bytes for the temp copy now (HDF5 truncates the file to its real end on
+    close), so HDF5 never meets a full disk while it writes: its writes fail inside the library
+    and leave it in a state that crashes the process at exit."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, max(size, 1))
+    except OSError as exc:
+        if _is_disk_full(exc):
+            raise _disk_full(path, tmp.parent) from None
+        # EOPNOTSUPP / EINVAL: a file system that cannot preallocate; the free-space check stands
+    finally:
+        os.close(fd)
 
 
 def _migrate_unlocked(path: Path) -> int:

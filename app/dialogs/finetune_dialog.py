@@ -143,7 +143,8 @@ class FinetuneDialog(QDialog):
                        "(Other…) or pretrain one (Advanced > Pretrain on this project's spectra).")
             return
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = models_dir() / f"finetuned-{Path(self.project).stem}-{stamp}"
+        from xrfcore.outputs import fresh_folder  # never onto an existing model folder
+        out = fresh_folder(models_dir(), f"finetuned-{Path(self.project).stem}-{stamp}")
         self.view.reset()
         self.predict_btn.setEnabled(False)
         self.view.pvm_title.setText("Fine-tuning…")

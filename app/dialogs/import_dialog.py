@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-                               QRadioButton, QStackedWidget, QVBoxLayout, QWidget)
+                               QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMessageBox,
+                               QProgressBar, QPushButton, QRadioButton, QStackedWidget, QVBoxLayout,
+                               QWidget)
 
 from app.dialogs.report_dialog import ReportTable
 from app.workers import JobThread
@@ -119,6 +120,12 @@ class ImportDialog(QDialog):
         what.setStyleSheet("color: #555555")
         outer.addSpacing(12)
         outer.addWidget(what)
+        # the outcome of the last try (cancelled, failed), shown where the user is sent back to
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #9a5b00; font-weight: bold")
+        self.status_label.setVisible(False)
+        outer.addWidget(self.status_label)
         outer.addStretch(1)
         outer.addLayout(brow)
         self.pages.addWidget(s)
@@ -178,10 +185,45 @@ class ImportDialog(QDialog):
             return self.current_project
         return self.project_edit.text().strip()
 
+    # ---- questions (methods, so tests can answer them)
+    def ask_overwrite(self, project: str) -> bool:
+        """*New project file* onto an existing file: replace it (confirmed) or cancel; never merge."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Project file exists",
+                          f"{project} already exists.\n\nA new project file replaces it: the cores, lab "
+                          "samples and predictions in it will be gone. To add this folder to it instead, "
+                          "open it and choose 'Add to the open project'.", parent=self)
+        replace = box.addButton("Replace the file", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is replace
+
+    def ask_same_name(self, err) -> tuple[str, str]:
+        """A core of this name from another folder is in the project: ('append', ''),
+        ('rename', new name) or ('cancel', '')."""
+        where = ", ".join(err.existing) or "an earlier import"
+        box = QMessageBox(QMessageBox.Icon.Question, "Core name already in the project",
+                          f"The project already has a core '{err.core}' (from {where}).\n\nThe files of "
+                          f"'{err.core}' in {err.new} come from another folder: they may be another core "
+                          "that shares the name. Nothing has been imported yet.", parent=self)
+        append = box.addButton(f"Add them to '{err.core}'", QMessageBox.ButtonRole.AcceptRole)
+        rename = box.addButton("Import under another name…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is append:
+            return "append", ""
+        if box.clickedButton() is rename:
+            name, ok = QInputDialog.getText(self, "Core name", "Import this core as:", text=f"{err.core}-2")
+            if ok and name.strip():
+                return "rename", name.strip()
+        return "cancel", ""
+
+    def _show_status(self, text: str) -> None:
+        self.status_label.setText(text)
+        self.status_label.setVisible(bool(text))
+
     # ---- running
     def start(self) -> None:
         from app.errors import show_error
-        from xrfcore import importer
 
         folder = self.folder_edit.text().strip()
         project = self.target_project()
@@ -191,12 +233,28 @@ class ImportDialog(QDialog):
         if not project:
             show_error(self, "Import", "Choose where to save the project file.")
             return
+        replace = False
+        if self.new_radio.isChecked() and Path(project).exists():
+            if not self.ask_overwrite(project):
+                self._show_status(f"Not imported: {project} already exists and was left as it is.")
+                return
+            replace = True
         Path(project).parent.mkdir(parents=True, exist_ok=True)
+        self._run(folder, project, replace=replace)
+
+    def _run(self, folder: str, project: str, *, replace: bool = False, append: bool = False,
+             rename: str | None = None) -> None:
+        from xrfcore import importer
+
+        self._show_status("")
+        self._request = dict(folder=folder, project=project, replace=replace)
         self.project_path = project
         self.pages.setCurrentIndex(1)
-        self.job = JobThread(importer.import_folder, folder, project,
+        fn = importer.import_into_new_project if replace else importer.import_folder
+        self.job = JobThread(fn, folder, project,
                              core=self.core_edit.text().strip() or None,
-                             section_unit=self.unit_combo.currentData(), name="import", parent=self)
+                             section_unit=self.unit_combo.currentData(), append=append, rename=rename,
+                             name="import", parent=self)
         self.job.progress.connect(self._on_progress)
         self.job.succeeded.connect(self._on_done)
         self.job.failed.connect(self._on_failed)
@@ -223,10 +281,25 @@ class ImportDialog(QDialog):
 
     def _on_failed(self, message: str) -> None:
         from app.errors import show_error
-        self.outcome = "failed"
+        from xrfcore.importer import SameNameCoreError
         self.project_path = None
-        show_error(self, "Import failed", message + "\nThe project was left as it was.")
         self.pages.setCurrentIndex(0)
+        err = getattr(self.job, "error", None)
+        if isinstance(err, SameNameCoreError):
+            choice, name = self.ask_same_name(err)
+            if choice == "append":
+                self._run(**self._request, append=True)
+                return
+            if choice == "rename":
+                self._run(**self._request, rename=name)
+                return
+            self.outcome = "cancelled"
+            self._show_status(f"Not imported: the project already has a core '{err.core}' from another "
+                              "folder; the project is unchanged.")
+            return
+        self.outcome = "failed"
+        self._show_status("Import failed; the project is unchanged.")
+        show_error(self, "Import failed", message + "\nThe project was left as it was.")
 
     def _on_cancelled(self) -> None:
         self.outcome = "cancelled"
@@ -234,6 +307,7 @@ class ImportDialog(QDialog):
         self.cancel_btn.setEnabled(True)
         self.pages.setCurrentIndex(0)
         self.progress_label.setText("Import cancelled; the project is unchanged.")
+        self._show_status("Import cancelled; the project is unchanged.")
 
     def _close_after(self) -> None:
         self.reject()

@@ -4,17 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
 from app.dialogs.report_dialog import ReportTable
-from app.errors import plain_message, show_error
+from app.errors import plain_message
 from app.workers import JobThread, call_job
 
 ROLE_LABELS = [("core", "Core"), ("top", "Top depth"), ("bottom", "Bottom depth"),
                ("mid", "Mid depth (if no interval)"), ("CaCO3", "CaCO3"), ("TOC", "TOC"),
                ("sample", "Sample id")]
 NONE = "(none)"
+VALUE_UNITS = [("from column names", None), ("wt%", "wt%"), ("fraction (0-1, converted to wt%)", "fraction")]
 
 
 def csv_columns(path: str | Path) -> list[str]:
@@ -34,9 +35,9 @@ def csv_columns(path: str | Path) -> list[str]:
     return cols
 
 
-def _check(path, mapping, unit, core, project):
+def _check(path, mapping, unit, core, project, units=None):
     from xrfcore import labels
-    lab = labels.read_lab_csv(path, mapping=mapping, depth_unit=unit, core=core)
+    lab = labels.read_lab_csv(path, mapping=mapping, depth_unit=unit, core=core, units=units)
     match = labels.match_project(project, lab) if project else None
     return lab, match
 
@@ -70,6 +71,10 @@ class LabelsDialog(QDialog):
         self.unit = QComboBox()
         self.unit.addItems(["from column names", "mm", "cm", "m"])
         form.addRow("Depth unit", self.unit)
+        self.values = QComboBox()
+        self.values.addItems([text for text, _ in VALUE_UNITS])
+        self.values.setToolTip("Unit of the CaCO3 / TOC values when the column headers do not state it")
+        form.addRow("Values", self.values)
         self.core_edit = QLineEdit(default_core)
         self.core_edit.setPlaceholderText("core name when the file has no core column")
         form.addRow("Core (single-core files)", self.core_edit)
@@ -77,6 +82,14 @@ class LabelsDialog(QDialog):
         self.check_btn.clicked.connect(self.check)
         self.status = QLabel("Map the columns, then check which rows match spectra.")
         self.status.setWordWrap(True)
+        # what needs a person's OK (low depth coverage, TOC above 20 wt%): shown, then ticked
+        self.warnings = QLabel("")
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("color: #b00000")
+        self.warnings.setVisible(False)
+        self.accept_box = QCheckBox("I have checked these warnings: use the samples anyway")
+        self.accept_box.setVisible(False)
+        self.accept_box.toggled.connect(lambda _on: self._update_ok())
 
         self.matched = ReportTable(self, "matched-samples.csv")
         self.unmatched = ReportTable(self, "unmatched-samples.csv")
@@ -101,6 +114,8 @@ class LabelsDialog(QDialog):
         row.addWidget(self.check_btn)
         row.addWidget(self.status, 1)
         lay.addLayout(row)
+        lay.addWidget(self.warnings)
+        lay.addWidget(self.accept_box)
         lay.addWidget(tabs, 1)
         lay.addWidget(self.buttons)
 
@@ -112,12 +127,41 @@ class LabelsDialog(QDialog):
         u = self.unit.currentText()
         return None if u.startswith("from") else u
 
+    def value_units(self) -> str | None:
+        return dict(VALUE_UNITS).get(self.values.currentText())
+
+    def _update_ok(self) -> None:
+        """*Use these samples*: only with matched samples, and with every warning ticked off."""
+        ok_btn = self.buttons.button(QDialogButtonBox.Ok)
+        if self.lab is None:
+            ok_btn.setEnabled(False)
+            return
+        n = len(self.match.samples) if self.match is not None else len(self.lab.samples)
+        pending = self.pending()
+        if n == 0:
+            why = "no sample matches a spectrum of this project"
+        elif pending and not self.accept_box.isChecked():
+            why = "check the warnings above and tick the box to use these samples"
+        else:
+            why = ""
+        ok_btn.setEnabled(not why)
+        ok_btn.setToolTip(why)
+
+    def pending(self) -> list[str]:
+        """What needs the user's OK before these samples are used."""
+        if self.match is not None:
+            return list(self.match.confirm)
+        return list(self.lab.confirm) if self.lab is not None else []
+
     def check(self) -> None:
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
         self.check_btn.setEnabled(False)
+        self.status.setStyleSheet("")
         self.status.setText("Checking…")
+        self.accept_box.setChecked(False)
         self.job = JobThread(call_job(_check, self.path, self.mapping(), self.depth_unit(),
-                                      self.core_edit.text().strip() or None, self.project),
+                                      self.core_edit.text().strip() or None, self.project,
+                                      self.value_units()),
                              name="labels-check", parent=self)
         self.job.succeeded.connect(self._on_checked)
         self.job.failed.connect(self._on_failed)
@@ -140,16 +184,34 @@ class LabelsDialog(QDialog):
         self.unmatched.set_report(rep, f"{len(rep)} rows not used or flagged")
         notes = "; ".join(self.lab.notes)
         sim = ".  These lab values are SIMULATED." if self.lab.simulated else ""
-        self.status.setText(summary + (f" ({notes})" if notes else "") + sim)
+        coverage = self.match.coverage_text() if self.match is not None else ""
+        self.status.setText(summary + (f" ({notes})" if notes else "") + sim
+                            + (f"\nDepth coverage: {coverage}" if coverage else ""))
         n = len(self.match.samples) if self.match is not None else len(self.lab.samples)
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(n > 0)
+        pending = self.pending()
+        if n == 0:
+            self.warnings.setText("These samples cannot be used: no sample matches a spectrum of this "
+                                  "project (see the unmatched rows: wrong core name or depth unit?).")
+        else:
+            self.warnings.setText("Please check: " + "\n".join(pending) if pending else "")
+        self.warnings.setVisible(n == 0 or bool(pending))
+        self.accept_box.setVisible(n > 0 and bool(pending))
+        self._update_ok()
         if n == 0:
             self.tabs.setCurrentIndex(1)
 
     def _on_failed(self, message: str) -> None:
+        # shown in the dialog, where the mapping, depth unit or value unit can be changed
+        from app.errors import log, setup_logging
+        setup_logging()
         self.check_btn.setEnabled(True)
+        self.lab, self.match = None, None
+        self._update_ok()
+        self.warnings.setVisible(False)
+        self.accept_box.setVisible(False)
+        self.status.setStyleSheet("color: #b00000")
         self.status.setText("This file cannot be used as mapped: " + message)
-        show_error(self, "Lab samples", message)
+        log.warning("lab samples %s: %s", self.path, message)
 
     def samples(self) -> pd.DataFrame:
         return self.lab.samples if self.lab is not None else pd.DataFrame()

@@ -111,9 +111,16 @@ class DowncoreView(QWidget):
         self.title = QLabel("No core open")
         self.title.setWordWrap(True)
         self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        # shown when the prediction drawn is out of date (xrfcore.predict.stale_reasons)
+        self.stale = QLabel("")
+        self.stale.setWordWrap(True)
+        self.stale.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.stale.setStyleSheet("background: #fff3cd; color: #8a4b00; font-weight: bold; padding: 3px")
+        self.stale.setVisible(False)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.title)
+        lay.addWidget(self.stale)
         lay.addWidget(self.glw, 1)
         self.panels: dict[str, DowncorePanel] = {}
         self.cursors: list[pg.InfiniteLine] = []
@@ -142,6 +149,14 @@ class DowncoreView(QWidget):
 
     def set_title(self, text: str) -> None:
         self.title.setText(text)
+
+    def set_stale(self, reasons: list[str]) -> None:
+        """Mark the drawn prediction out of date (empty list: current)."""
+        reasons = list(reasons or [])
+        self.stale.setText("STALE prediction: " + "; ".join(reasons) + ". Predict again for current values."
+                           if reasons else "")
+        self.stale.setToolTip("\n".join(reasons))
+        self.stale.setVisible(bool(reasons))
 
     def set_depths(self, depth_mm: np.ndarray) -> None:
         d = np.asarray(depth_mm, float)
@@ -200,6 +215,7 @@ class DowncoreView(QWidget):
             c.setValue(depth_mm)
 
     def clear(self) -> None:
+        self.set_stale([])
         for p in self.panels.values():
             p.clear()
         for name in list(self.trace_items):

@@ -106,8 +106,11 @@ def test_bad_labels_file_shows_error_dialog(window, qtbot, project, tmp_path, er
         return 0
     monkeypatch.setattr(labels_dialog.LabelsDialog, "exec", fake_exec)
     window.load_lab_samples(str(nodepth))
-    assert len(errors_shown) == shown_before + 1
-    assert "no depth column" in errors_shown[-1][1] and "nodepth.csv" in errors_shown[-1][1]
+    # shown in the dialog, where the mapping can be changed (no popup before it opens)
+    assert len(errors_shown) == shown_before
+    status = window.labels_dialog.status.text()
+    assert "no depth column" in status and "nodepth.csv" in status
+    assert not window.labels_dialog.buttons.button(window.labels_dialog.buttons.StandardButton.Ok).isEnabled()
     # every error also went to the log file
     from app.errors import log_file
     assert "no depth column" in log_file().read_text()

@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from xrfcore.fileio import atomic_open
+from xrfcore.io.limits import MAX_HEADER_BYTES, MAX_STORED_HEADER_CHARS, read_file_limited
 
 from .records import ParseError, SpectrumRecord
 
@@ -141,6 +142,9 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
         raise ParseError(path, "the file holds binary data, not a text spectrum")
     if start < 0:
         raise ParseError(path, "no '$DATA:' line: this is not an Avaatech spectrum file")
+    if start > MAX_HEADER_BYTES:
+        raise ParseError(path, f"the header is {start / (1 << 20):.1f} MB, over the "
+                               f"{MAX_HEADER_BYTES >> 20} MB limit for a spectrum header: rejected unread")
     warnings: list[str] = []
     tags = _parse_header(_text(data[:start]), warnings)
     # Indices into data, so the data block is copied once (for the number parse).
@@ -148,6 +152,9 @@ def read_spe(data: bytes, path: str = "<bytes>") -> SpeFile:
     # The data block ends at EOF or at the next tag line (e.g. a trailing $ROI: block).
     tail_match = _TAIL_TAG.search(data, end) if data.find(b"$", end) >= 0 else None
     if tail_match is not None:
+        if len(data) - tail_match.start() > MAX_HEADER_BYTES:
+            raise ParseError(path, f"the block after the counts is {(len(data) - tail_match.start()) / (1 << 20):.1f} "
+                                   f"MB, over the {MAX_HEADER_BYTES >> 20} MB limit for a spectrum header: rejected")
         tail = _parse_header(_text(data[tail_match.start() + 1:]), warnings)
         for key, value in tail.items():
             tags[key if key not in tags else f"{key}#after-data"] = value
@@ -718,8 +725,7 @@ def read_record(path, root=None, *, core: str | None = None, section_unit: str =
     rel_posix, folder_parts = _relative(path, root)
     if data is None:
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            data = read_file_limited(path, rel_posix)
         except OSError as exc:
             raise ParseError(rel_posix, f"cannot read the file ({exc.strerror or exc})") from None
         sha256 = None
@@ -877,9 +883,26 @@ def read_record(path, root=None, *, core: str | None = None, section_unit: str =
         gain_kev=None,
         offset_kev=None,
         valid=True,
-        header=dict(spe.tags),
+        header=_stored_header(spe.tags, warnings),
         warnings=warnings,
     )
+
+
+def _stored_header(tags: dict[str, str], warnings: list[str]) -> dict[str, str]:
+    """The header tags kept in the project: all of a usual header; an unusually long one is cut
+    to MAX_STORED_HEADER_CHARS (each spectrum's header is a column of the project, padded to the
+    longest: one huge header would grow every row), with a warning."""
+    total = sum(len(k) + len(v) for k, v in tags.items())
+    if total <= MAX_STORED_HEADER_CHARS:
+        return dict(tags)
+    out, used = {}, 0
+    for k, v in tags.items():
+        room = max(0, MAX_STORED_HEADER_CHARS - used - len(k))
+        out[k] = v if len(v) <= room else v[:room] + f"... [cut: {len(v)} characters]"
+        used += len(k) + min(len(v), room)
+    warnings.append(f"the header is {total:,} characters; only the first {MAX_STORED_HEADER_CHARS:,} "
+                    "are kept in the project")
+    return out
 
 
 # --------------------------------------------------------------------------- writing

@@ -13,7 +13,9 @@ import hashlib
 import math
 import io
 import re
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .limits import read_file_limited, read_zip_entry_limited
 from .records import ParseError, SpectrumRecord
 
 INT32_MAX = 2**31 - 1
@@ -146,7 +149,7 @@ def read_result_table(path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_file_limited(path, str(path))
     except OSError as exc:
         raise ParseError(str(path), f"cannot read the result table ({exc.strerror or exc})") from None
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -192,10 +195,12 @@ def _spectrum_sources(folder: Path):
     data_dir = next((p for p in folder.iterdir() if p.is_dir() and p.name.lower() == "xrf data"), None)
     if data_dir is not None:
         for p in sorted(data_dir.iterdir()):
-            if p.is_file() and p.suffix.lower() == ".spe" and p.stem.lower() != "sumspectra":
+            if not p.is_dir() and p.suffix.lower() == ".spe" and p.stem.lower() != "sumspectra":
                 rel = p.relative_to(folder).as_posix()
                 try:
-                    yield rel, p.read_bytes()
+                    yield rel, read_file_limited(p, rel)   # a FIFO, device or huge file: ParseError
+                except ParseError as err:
+                    yield rel, err
                 except OSError as exc:
                     yield rel, ParseError(rel, f"cannot read the file ({exc.strerror or exc})")
         return
@@ -203,15 +208,21 @@ def _spectrum_sources(folder: Path):
     if zpath is None:
         return
     try:
+        st = zpath.stat()
+        if not stat.S_ISREG(st.st_mode):
+            yield zpath.name, ParseError(zpath.name, "not a regular file: skipped unread")
+            return
         with zipfile.ZipFile(zpath) as zf:
-            names = sorted(n for n in zf.namelist()
-                           if n.lower().endswith(".spe") and not n.endswith("/")
-                           and Path(n).stem.lower() != "sumspectra")
-            for n in names:
-                rel = f"{zpath.name}/{n}"
-                try:
-                    yield rel, zf.read(n)
-                except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+            infos = sorted((i for i in zf.infolist()
+                            if i.filename.lower().endswith(".spe") and not i.is_dir()
+                            and Path(i.filename).stem.lower() != "sumspectra"), key=lambda i: i.filename)
+            for info in infos:
+                rel = f"{zpath.name}/{info.filename}"
+                try:   # the declared size is checked before reading; the read is bounded
+                    yield rel, read_zip_entry_limited(zf, info, rel)
+                except ParseError as err:
+                    yield rel, err
+                except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, zlib.error) as exc:
                     yield rel, ParseError(rel, f"cannot read from the zip ({exc})")
     except (zipfile.BadZipFile, OSError) as exc:
         yield zpath.name, ParseError(zpath.name, f"cannot open the zip file ({exc})")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shlex
+import stat
 import sys
 from pathlib import Path
 
@@ -56,6 +58,69 @@ def paths(path) -> tuple[Path, Path]:
         else:
             p = p / "model"
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+# sizes past which a model file is refused unread (base with decoder: ~0.45 GB of weights)
+MAX_CARD_BYTES = 32 << 20
+MAX_WEIGHTS_BYTES = 4 << 30
+MAX_ARRAYS_BYTES = 1 << 30
+
+
+def regular_file(path, what: str = "model file", max_bytes: int = MAX_WEIGHTS_BYTES) -> Path:
+    """``path`` if it is a plain file of at most ``max_bytes``; FIFOs, devices, folders (also behind a
+    link) and oversized files are refused before anything opens them (a FIFO or /dev/zero would hang)."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: {what} not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{p}: {what} is not a regular file (a folder, FIFO or device); refused unread")
+    if st.st_size > max_bytes:
+        raise ValueError(f"{p}: {what} is {st.st_size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB "
+                         "a model file may have; refused unread")
+    return p
+
+
+def member(folder, name, what: str = "file") -> Path:
+    """The file a model card names (``name``), which must lie inside the model's ``folder``: absolute
+    paths, ``..`` and links that lead out of the folder are refused (ValueError)."""
+    folder = Path(folder)
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ValueError(f"{folder}: the model card names its {what} as {name!r}, not a file name")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or "\\" in name:
+        raise ValueError(f"{folder}: the model card names its {what} {name!r} outside the model folder; "
+                         "model files are read only from inside their folder")
+    p = folder / rel
+    inside(p, folder, what)
+    return p
+
+
+def inside(p, folder, what: str = "file") -> Path:
+    """``p`` unless it (after following links) lies outside ``folder``: then ValueError."""
+    p = Path(p)
+    try:
+        Path(os.path.realpath(p)).relative_to(os.path.realpath(folder))
+    except ValueError:
+        raise ValueError(f"{p}: the {what} is a link to {os.path.realpath(p)}, outside the model folder "
+                         f"{folder}; refused") from None
+    return p
+
+
+def check_finite(tensors: dict, path, what: str = "weights") -> None:
+    """Refuse tensors / arrays holding NaN or infinite values, naming the file and the entry."""
+    import numpy as np
+
+    for k, v in tensors.items():
+        if isinstance(v, torch.Tensor):
+            bad = v.is_floating_point() and not bool(torch.isfinite(v).all())
+        else:
+            a = np.asarray(v)
+            bad = a.dtype.kind in "fc" and not bool(np.isfinite(a).all())
+        if bad:
+            raise ValueError(f"{path}: {what} entry {k!r} holds NaN or infinite values; the model is "
+                             "damaged and is refused")
 
 
 def sha256_file(path) -> str:
@@ -119,12 +184,12 @@ def save(path, model: nn.Module, card: dict) -> Path:
 def load_card(path) -> dict:
     _, card_path = paths(path)
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card = json.loads(regular_file(card_path, "model card", MAX_CARD_BYTES).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{card_path}: model card not found") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{card_path}: model card is not valid JSON ({exc})") from None
-    if card.get("format") != CARD_FORMAT:
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ValueError(f"{card_path}: not an xrfcore model card")
     if int(card.get("format_version", 0)) > CARD_VERSION:
         raise ValueError(f"{card_path}: model card version {card['format_version']} is newer than "
@@ -136,17 +201,27 @@ def load(path, *, map_location: str | torch.device = "cpu", verify: bool = True)
     """(model in eval mode, card) from a saved model; checks the weights against the card's hash."""
     weights, card_path = paths(path)
     card = load_card(card_path)
+    if card.get("weights_file") is not None:  # a plain name inside the folder (renamed models keep theirs)
+        member(card_path.parent, card["weights_file"], "weights file")
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: weights file of {card_path.name} not found")
+    inside(weights, card_path.parent, "weights file")
+    regular_file(weights, "weights file", MAX_WEIGHTS_BYTES)
     if verify and card.get("weights_sha256") and sha256_file(weights) != card["weights_sha256"]:
         raise ValueError(f"{weights}: weights do not match their card (sha256 differs); "
                          "the file was changed or is incomplete")
-    cfg = ModelConfig.from_dict(card["config"])
-    model = build(card["kind"], cfg)
+    if not isinstance(card.get("config"), dict) or card.get("kind") not in KINDS:
+        raise ValueError(f"{card_path}: the model card lacks a valid kind and architecture config")
+    try:  # the architecture is checked against limits before anything is allocated
+        cfg = ModelConfig.from_dict(card["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{card_path}: {exc}") from None
     try:
         sd = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from None
+    check_finite(sd, weights)
+    model = build(card["kind"], cfg)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
@@ -160,7 +235,7 @@ def load_research_state_dict(path) -> dict[str, torch.Tensor]:
     """Tensors of a research ``.pth``/``.ckpt``: plain, or under 'model'/'state_dict'/'model_state_dict'.
 
     ``torch.load(weights_only=True)``: only tensors and plain containers, never arbitrary pickles."""
-    path = Path(path)
+    path = regular_file(path, "research state dict", MAX_WEIGHTS_BYTES)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -182,6 +257,7 @@ def load_research_state_dict(path) -> dict[str, torch.Tensor]:
         if k in ("fc.weight", "fc.bias"):  # a bare Linear head -> our Sequential(Linear)
             k = "fc.0." + k.split(".")[1]
         sd[k] = v
+    check_finite(sd, path)
     return sd
 
 

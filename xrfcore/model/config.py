@@ -16,6 +16,15 @@ PRESETS: dict[str, tuple[int, int, int, int, int, int]] = {
     "base": (768, 12, 12, 512, 8, 16),   # the published size (~111 M with decoder)
 }
 
+# bounds a model card's architecture must keep to (checked before any tensor is allocated):
+# generous for real models (base: 768 wide, 12 deep, ~111 M parameters with its decoder)
+LIMITS: dict[str, tuple[int, int]] = {
+    "channels": (1, 65536), "window_start": (0, 65535), "window_channels": (1, 65536),
+    "patch_size": (1, 4096), "embed_dim": (2, 4096), "depth": (1, 64), "num_heads": (1, 128),
+    "decoder_embed_dim": (2, 4096), "decoder_depth": (0, 64), "decoder_num_heads": (1, 128),
+    "n_outputs": (1, 64)}
+MAX_PARAMETERS = 2_000_000_000
+
 
 @dataclass
 class ModelConfig:
@@ -70,6 +79,7 @@ class ModelConfig:
         return lo, lo + self.input_channels * self.gain_kev
 
     def validate(self) -> None:
+        self._check_limits()
         if self.window_start < 0 or self.input_channels <= 0 or \
                 self.window_start + self.input_channels > self.channels:
             raise ValueError(f"energy window [{self.window_start}, +{self.window_channels}) "
@@ -87,6 +97,32 @@ class ModelConfig:
             raise ValueError(f"pool must be 'cls' or 'mean', not {self.pool!r}")
         if self.head not in ("linear", "sigmoid100"):
             raise ValueError(f"head must be 'linear' or 'sigmoid100', not {self.head!r}")
+
+    def _check_limits(self) -> None:
+        """Types and sane bounds, before anything is allocated (a model card may be hostile)."""
+        for name, (lo, hi) in LIMITS.items():
+            v = getattr(self, name)
+            if name == "window_channels" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"model architecture: {name} must be a whole number, not {v!r}")
+            if not lo <= v <= hi:
+                raise ValueError(f"model architecture: {name} {v} is outside {lo}..{hi}; refused "
+                                 "(a damaged or hand-made model card?)")
+        for name in ("gain_kev", "offset_kev", "mlp_ratio", "norm_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
+                raise ValueError(f"model architecture: {name} must be a finite number, not {v!r}")
+        if not 0 < self.mlp_ratio <= 16 or not 0 < self.gain_kev <= 1 or not 0 < self.norm_eps < 1:
+            raise ValueError(f"model architecture: mlp_ratio {self.mlp_ratio}, gain {self.gain_kev} keV or "
+                             f"norm_eps {self.norm_eps} out of range; refused")
+        n = self.input_channels // max(1, self.patch_size)
+        per_block = (4 + 2 * self.mlp_ratio) * self.embed_dim ** 2
+        dec_block = (4 + 2 * self.mlp_ratio) * self.decoder_embed_dim ** 2
+        params = self.depth * per_block + self.decoder_depth * dec_block + n * (self.embed_dim + self.decoder_embed_dim)
+        if params > MAX_PARAMETERS:
+            raise ValueError(f"model architecture of about {params / 1e6:.0f} M parameters is over the "
+                             f"{MAX_PARAMETERS / 1e6:.0f} M xrfcore accepts; refused")
 
     # -- construction / serialisation -------------------------------------------------------
     @classmethod

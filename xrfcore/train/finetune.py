@@ -364,7 +364,7 @@ def calibrate(res: np.ndarray, scale: np.ndarray, fold: np.ndarray, alpha: float
 def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
              config: FinetuneConfig | None = None, reference=None, reference_info: dict | None = None,
              labels_info: dict | None = None,
-             simulated: bool | None = None, out: str | Path | None = None,
+             simulated: bool | None = None, out: str | Path | None = None, overwrite: bool = False,
              progress=no_progress, token: CancelToken | None = None, **overrides):
     """Fine-tune on labelled spectra.
 
@@ -374,7 +374,9 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     groups: core of each sample (for whole-core validation). reference: single spectra (counts)
     for the out-of-distribution reference distribution (default: X), reference_info: their core,
     depth_mm, exposure (``ood.lab_reference``). out: folder to save
-    ``model`` (+ ``base_mae`` for the OOD score) into. Returns (regressor, card).
+    ``model`` (+ ``base_mae`` for the OOD score) into: written whole into a staging folder and
+    renamed into place; a folder that already holds a model is refused unless ``overwrite``
+    (checked before any work). Returns (regressor, card).
     """
     from xrfcore import instrument, ood as oodmod
     from xrfcore.model import transforms as tfm
@@ -385,6 +387,10 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     cfg = config or FinetuneConfig()
     if overrides:
         cfg = FinetuneConfig(**{**asdict(cfg), **overrides})
+    if out is not None:  # before any work: a model folder is never replaced without being asked
+        from xrfcore.outputs import check_model_folder
+        check_model_folder(out, force=overwrite, inputs=(
+            None if model_or_path is None or isinstance(model_or_path, tuple) else model_or_path,))
     token = token or CancelToken()
     t0 = time.time()
     torch.manual_seed(cfg.seed)
@@ -574,13 +580,23 @@ def _validation_table(scheme, val_idx, targets, Y, oof, y, groups) -> dict:
 
 
 def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None) -> dict:
-    """Save ``out/model`` (+ ``out/base_mae`` for the OOD score); returns the full saved card."""
+    """Save ``out/model`` (+ ``out/base_mae`` for the OOD score); returns the full saved card.
+
+    The files are written into a hidden staging folder beside ``out`` that then replaces ``out`` in
+    one rename (``fileio.atomic_dir``): Ctrl-C or a kill leaves the old folder (or none), never a
+    mix. Files of an old ``out`` that are not model files are carried over."""
+    from xrfcore.fileio import atomic_dir
+    from xrfcore.outputs import model_keep
+
+    with atomic_dir(out, keep=model_keep) as stage:
+        return _save_finetuned(stage, reg, card, mae, base_card)
+
+
+def _save_finetuned(out: Path, reg, card: dict, mae=None, base_card: dict | None = None) -> dict:
     import json
 
     from xrfcore.model import checkpoint
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     lev = getattr(reg, "calibration", None)
     if lev is not None:  # leverage state for normalised intervals (plain arrays, no pickle)
         from safetensors.numpy import save_file
@@ -598,7 +614,9 @@ def save_finetuned(out, reg, card: dict, mae=None, base_card: dict | None = None
         bc = {k: v for k, v in (base_card or {}).items()
               if k not in ("config", "weights_sha256", "id", "kind", "ood_reference")}
         bc.setdefault("transform", card["transform"])
-        checkpoint.save(out / "base_mae", mae, bc)
+        mae_card = checkpoint.save(out / "base_mae", mae, bc)
+        # the regressor's card vouches for the autoencoder it scores with (checked by Predictor)
+        card["ood"]["mae_weights_sha256"] = json.loads(Path(mae_card).read_text())["weights_sha256"]
     path = checkpoint.save(out / "model", reg, card)
     return json.loads(Path(path).read_text())
 
@@ -699,20 +717,36 @@ class Predictor:
         self.transform = tfm.from_dict(self.card["transform"])
         self.targets = list(self.card["targets"])
         self.calibration = None
+        folder = checkpoint.paths(path)[0].parent
         cal = self.card.get("calibration_file")
-        if cal:
+        if cal:  # every file the card names lies inside the model folder and matches its hash
             from safetensors.numpy import load_file
 
-            f = checkpoint.paths(path)[0].parent / cal["file"]
-            if not f.is_file():
+            f = checkpoint.member(folder, cal.get("file") if isinstance(cal, dict) else cal, "calibration file")
+            if not f.exists():
                 raise FileNotFoundError(f"{f}: calibration file of model {self.card.get('id')} is missing")
+            checkpoint.regular_file(f, "calibration file", checkpoint.MAX_ARRAYS_BYTES)
+            want = cal.get("sha256") if isinstance(cal, dict) else None
+            if want and checkpoint.sha256_file(f) != want:
+                raise ValueError(f"{f}: calibration file does not match the model card (sha256 differs); "
+                                 "the file was changed or is incomplete, the model is refused")
+            if not want:
+                import warnings
+                warnings.warn(f"{f}: the model card records no hash for its calibration file (an older "
+                              "card); it is used unchecked", stacklevel=2)
             self.calibration = load_file(str(f))
+            checkpoint.check_finite(self.calibration, f, "calibration")
         self.mae = None
         ood = self.card.get("ood")
         if ood:
-            mae_path = checkpoint.paths(path)[0].parent / ood.get("mae_file", "base_mae")
+            mae_path = checkpoint.member(folder, ood.get("mae_file", "base_mae"), "out-of-distribution autoencoder")
             if mae_path.with_suffix(".json").exists():
-                self.mae, _ = checkpoint.load(mae_path)
+                checkpoint.inside(mae_path.with_suffix(".json"), folder, "out-of-distribution autoencoder card")
+                self.mae, mcard = checkpoint.load(mae_path)
+                want = ood.get("mae_weights_sha256")
+                if want and mcard.get("weights_sha256") != want:
+                    raise ValueError(f"{mae_path}: the out-of-distribution autoencoder is not the one this "
+                                     "model was saved with (sha256 differs); the model is refused")
         from xrfcore import ood as oodmod
         self.ood_arrays = oodmod.load_finetuned(path, self.card)  # None for cards made before it
 
@@ -752,6 +786,10 @@ class Predictor:
 
         cfg = self.model.cfg
         Xin = tfm.prepare(counts, cfg, self.transform, src_grid=grid)
+        # one total for all passes: the prediction, then the OOD score's (``ood.work_units`` per
+        # spectrum: one per reconstruction seed, one more for a separate embedding)
+        n_in = len(Xin)
+        total = max(1, n_in * (1 + oodmod.work_units(self)))
         outs, embs = [], []
         self.model.to(self.device).eval()
         with torch.no_grad():
@@ -766,7 +804,7 @@ class Predictor:
                     o = o * 100
                 outs.append(o.cpu().numpy())
                 embs.append(e.float().cpu().numpy())
-                progress(min(i + batch, len(Xin)), len(Xin), "predicting")
+                progress(min(i + batch, n_in), total, "predicting")
         Zp = np.concatenate(outs) if outs else np.zeros((0, len(self.targets)))
         E = np.concatenate(embs) if embs else np.zeros((0, cfg.embed_dim))
         df = pd.DataFrame(index=range(len(Xin)))
@@ -778,7 +816,8 @@ class Predictor:
         for t in TARGETS:
             if t not in df:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
-        for k, v in oodmod.score(self, counts, grid, E, exposure, batch=batch, token=token).items():
+        for k, v in oodmod.score(self, counts, grid, E, exposure, batch=batch, token=token,
+                                 progress=lambda d, t, m="": progress(n_in + d, total, m)).items():
             df[k] = v.to_numpy()
         if self.mae is not None:
             self.mae.cpu()
@@ -805,8 +844,13 @@ def ood_reference(project_path, samples: pd.DataFrame, grid) -> np.ndarray | Non
 def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None, depth_unit=None,
                      run=None, tolerance_mm: float = 5.0, store_labels: bool = True, core=None,
                      progress=no_progress, token: CancelToken | None = None,
-                     allow_instrument_mismatch: bool = False, **cfg_fields):
+                     allow_instrument_mismatch: bool = False, units=None,
+                     accept_lab_warnings: bool = False, **cfg_fields):
     """Match lab samples to the project's spectra, fine-tune, save into ``out``.
+
+    ``units``: the lab targets' unit (``labels.read_lab_csv``). A lab CSV that needs a person's OK
+    (``MatchResult.confirm``: samples covering under a fifth of a core, TOC above 20 wt%) is refused
+    unless ``accept_lab_warnings`` (stored lab samples were accepted when they were loaded).
 
     ``labels_csv``: a lab CSV (stored in the project after a successful fit), or None for the lab
     samples already stored in the project (what the app does after *Load lab samples*).
@@ -822,8 +866,12 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
     if cfg_fields.get("mode", "head") != "scratch" or model_path is not None:
         from xrfcore import models_registry
         model_path = models_registry.resolve(model_path)  # None -> the default foundation model
+    if out is not None:  # refused before any work (the project, lab table or base model as -o too)
+        from xrfcore.outputs import check_model_folder
+        check_model_folder(out, force=bool(cfg_fields.get("overwrite")),
+                           inputs=(project_path, labels_csv, model_path))
     if labels_csv is not None:
-        lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core)
+        lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core, units=units)
         source, samples_in, simulated = str(labels_csv), lab, lab.simulated
         info = {"file": str(Path(labels_csv).name), "sha256": lab.sha256}
     else:
@@ -844,6 +892,10 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
         project_path, samples_in.samples if hasattr(samples_in, "samples") else samples_in, base_card,
         run=run, allow=allow_instrument_mismatch)
     match = lb.match_project(project_path, samples_in, run=run, tolerance_mm=tolerance_mm, grid=grid)
+    if labels_csv is not None and match.confirm and not accept_lab_warnings:
+        raise ValueError(f"{source}: these lab samples need a check before use: " + " | ".join(match.confirm)
+                         + "; nothing was trained; fix the table (depth unit, values), or accept them "
+                         "with --accept-lab-warnings")
     if len(match.samples) < 3:
         raise ValueError(f"{source}: only {len(match.samples)} samples matched spectra in "
                          f"{project_path} ({match.summary()}); first reasons: "

@@ -312,9 +312,16 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
         from xrfcore import ood
         ref, model.ood_arrays = ood.foundation_reference(model, card, X, X_val, seed=tc.seed, device=device,
                                                           source="end of pretraining")
-        ood.attach(card, ref, model.ood_arrays, out / MODEL_NAME if out else None)
+        if not out:
+            ood.attach(card, ref, model.ood_arrays, None)
     if out and info.is_main:
-        checkpoint.save(out / MODEL_NAME, model, card)
-        # the final model supersedes the resumable state; keep one for extending the run
-        save_state(out / CHECKPOINT_NAME, model, optimizer, state_meta(total), scaler)
+        # the final model files as one set: written into a staging folder that holds the run's
+        # checkpoint and metrics (and anything else in out) and replaces out in one rename, so an
+        # interrupt leaves the previous folder (with its last checkpoint for --resume) or the new one
+        from xrfcore.fileio import atomic_dir
+        with atomic_dir(out, keep=lambda name: True) as stage:
+            ood.attach(card, ref, model.ood_arrays, stage / MODEL_NAME)
+            checkpoint.save(stage / MODEL_NAME, model, card)
+            # the final model supersedes the resumable state; keep one for extending the run
+            save_state(stage / CHECKPOINT_NAME, model, optimizer, state_meta(total), scaler)
     return model.eval(), card

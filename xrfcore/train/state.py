@@ -54,9 +54,12 @@ def _tuplify(x):
 
 
 def read_meta(path) -> dict:
+    from xrfcore.model.checkpoint import MAX_WEIGHTS_BYTES, regular_file
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: training checkpoint not found")
+    regular_file(path, "training checkpoint", 3 * MAX_WEIGHTS_BYTES)  # weights + AdamW moments
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = (f.metadata() or {}).get(META_KEY)
