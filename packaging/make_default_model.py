@@ -1,19 +1,19 @@
-"""Reproduce the shipped default foundation model, models/xrfcore-tiny-sim-v2c.
+"""Reproduce the shipped default foundation model, models/xrfcore-tiny-sim-v3.
 
     .venv/bin/python packaging/make_default_model.py [--work DIR] [--stage all|simulate|pretrain|ship]
                                                      [--threads 2] [--device cpu] [--spectra N]
 
-1. simulate: a SIMULATED archive, 60,000 spectra from 6 scanner heads (avaatech-a/b/c + 3
-   domain-randomised heads), 120 cores of 500 spectra, every site type (pelagic carbonate,
+1. simulate: a SIMULATED archive (simulator v2, xrfcore/simulate/REALISM.md), 72,000 spectra from 9
+   scanner heads (avaatech-a/b/c + 6 domain-randomised heads), 144 cores of 500 spectra, every site type (pelagic carbonate,
    hemipelagic, siliceous upwelling, mixed), seed 2026, written as raw Avaatech folders (no
    calibration in the files) and imported like a user's folder (calibrated at import):
-       xrfcore simulate-archive -p DIR/archive.h5 --spectra 60000 --heads 6 --seed 2026
+       xrfcore simulate-archive -p DIR/archive.h5 --spectra 72000 --heads 9 --seed 2026
 2. pretrain: the tiny masked autoencoder on the 0-10.24 keV window, log + per-spectrum z-score
-   input (log_zscore), gain/offset/resolution augmentation on (the default), one uninterrupted
-   5,000-step run (warm-up, then cosine from 1e-3), six whole cores (one per head) held out for the
+   input (log_zscore), intensity/gain/offset/resolution augmentation on (the default), one
+   uninterrupted 5,000-step run (warm-up, then cosine from 1e-3), nine whole cores (one per head) held out for the
    reconstruction loss. On a GPU use --device cuda; under torchrun it runs unchanged. Then the OOD
    reference (what the model knows) from the held-out cores: xrfcore models --add-ood-reference.
-3. ship: the run's model.* -> models/xrfcore-tiny-sim-v2c.safetensors + .json, the card completed
+3. ship: the run's model.* -> models/xrfcore-tiny-sim-v3.safetensors + .json, the card completed
    with the archive's hash and the commands above. The markdown card (models/*.md) is written by hand
    from these numbers and the benchmarks (packaging/bench_default_model.py,
    tests/benchmarks/bench_recon_import.py).
@@ -21,7 +21,9 @@
 v1 (mae-tiny-1637a90a94e3, z-scored counts, in the git history) was replaced because its features
 carried little of the TOC signal: the z-score of raw counts is dominated by the largest peaks.
 v2 (mae-tiny-391f6d13403f) was trained on records with each head's exact calibration, without
-augmentation: the heads' gain/offset spread never reached it (issue 10). "c": calibrated import path.
+augmentation: the heads' gain/offset spread never reached it (issue 10). v2c (mae-tiny-d7ee2c2570ed)
+was v2 read through the import path with augmentation, on simulator v1. v3: simulator v2 (S, Cl,
+incomplete charge collection, partial pile-up, tube intensity; issue 12), 9 heads, intensity augmentation.
 
 Floating-point results differ slightly between CPUs, thread counts and torch builds, so a rerun
 gives a model of the same quality, not the same bytes.
@@ -38,10 +40,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NAME = "xrfcore-tiny-sim-v2c"     # shipped as models/<NAME>.safetensors + .json
-FOLDER = "v2c"                    # the training run's folder under --work
+NAME = "xrfcore-tiny-sim-v3"      # shipped as models/<NAME>.safetensors + .json
+FOLDER = "v3"                   # the training run's folder under --work
 SEED_ARCHIVE = 2026
-SPECTRA, HEADS = 60000, 6
+SPECTRA, HEADS = 72000, 9
 STEPS, LR, TRANSFORM = 5000, "1e-3", "log_zscore"
 
 
@@ -57,7 +59,7 @@ def val_cores(spectra: int = SPECTRA, heads: int = HEADS) -> list[str]:
     return out
 
 
-VAL_CORES = val_cores()   # SIMA0020-1, SIMA0040-1, ... SIMA0120-1
+VAL_CORES = val_cores()   # SIMA0016-1, SIMA0032-1, ... SIMA0144-1
 
 
 def simulate_cmd(work: Path, spectra: int = SPECTRA) -> list[str]:
@@ -158,7 +160,7 @@ def ship(work: Path, threads: int, device: str, hardware_note: str, out: Path) -
     card["description"] = ("Default xrfcore foundation model: a tiny masked-autoencoder ViT pretrained by masked "
                            "spectrum modeling on SIMULATED Avaatech 10 kV spectra (0-10.24 keV), log + z-score input, "
                            "read through the import path (raw folders, energy calibration at import) with "
-                           "gain/offset/resolution augmentation. It has never "
+                           "intensity/gain/offset/resolution augmentation. It has never "
                            "seen a real spectrum. Fine-tune it on your own labelled samples; pretrain on your "
                            f"own archive for a real foundation model. Card for people: {NAME}.md")
     card["data"]["project"] = "archive.h5 (simulated; see data.archive)"

@@ -99,3 +99,21 @@ def test_config_in_card_and_off_switch():
     assert TrainConfig(augment={"gain_pct": [0, 1]}).augment.gain_pct == (0.0, 1.0)
     with pytest.raises(ValueError):
         AugmentConfig(gain_pct=(2, 1))
+
+
+def test_intensity_thins_counts_binomially_and_old_cards_keep_it_off():
+    aug = Augmenter(AugmentConfig(intensity=(0.4, 0.4), gain_pct=(0, 0), offset_ch=(0, 0), fwhm_ev=(0, 0),
+                                  prob=1.0), CFG)
+    x = torch.tensor(np.random.default_rng(3).poisson(200, (64, 2048)).astype(np.float64))[:, aug.src]
+    y = aug(x, generator(0, 0, 0)).numpy()
+    kept = x[:, aug.out_in_src].numpy()
+    assert np.array_equal(y, np.round(y)) and (y <= kept).all()          # whole counts, never more
+    assert y.sum() / kept.sum() == pytest.approx(0.4, rel=0.01)
+    # binomial: variance n p (1 - p) about n p, which a plain scaling (no noise) would not have
+    assert np.var(y - 0.4 * kept) == pytest.approx(0.4 * 0.6 * kept.mean(), rel=0.15)
+    d = Augmenter(AugmentConfig(), CFG).draw(4000, generator(0, 0, 0))
+    k = d["intensity"].numpy()[d["on"].numpy()]
+    assert 0.35 <= k.min() < 0.37 and 0.97 < k.max() <= 1.0
+    assert AugmentConfig.from_any({"gain_pct": [0, 1]}).intensity == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        AugmentConfig(intensity=(0.5, 1.5))

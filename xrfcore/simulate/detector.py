@@ -1,5 +1,6 @@
 """Silicon drift detector: efficiency, line response (Gaussian + tail + shelf + Si escape + Si
-internal fluorescence + soft discriminator), pile-up and dead time.
+internal fluorescence + soft discriminator), incomplete charge collection, pile-up (sum peaks
+and the partial-energy continuum) and dead time.
 """
 from __future__ import annotations
 
@@ -45,6 +46,34 @@ def escape_probability(e: np.ndarray) -> np.ndarray:
     return out
 
 
+ICC_TAIL_SHARE = 0.3     # share of incomplete-charge-collection events close to the peak (tail);
+                         # the rest spreads as a flat shelf down to zero energy
+
+
+def icc_fraction(e: np.ndarray, icc_um: float) -> np.ndarray:
+    """Incomplete charge collection: fraction of detected photons absorbed in the partial-
+    collection layer (thickness ``icc_um``) just behind the dead layer. Their charge is partly
+    lost to the entrance surface, so they land below the peak. Largest just above the Si K edge
+    (1.84 keV: Si absorbs strongly, photons stop within ~1 um), i.e. for P, S, Cl, Rh L, Ar, K;
+    small below the edge (Al, Si Ka) and above ~5 keV (Fe: ~0.5 % per 0.25 um)."""
+    e = np.asarray(e, dtype=np.float64)
+    if icc_um <= 0:
+        return np.zeros_like(e)
+    return 1.0 - np.exp(-mu_compound(SI, e) * RHO_SI * icc_um * 1e-4)
+
+
+def response_fractions(e: np.ndarray, tail_frac: float, shelf_frac: float, icc_um: float = 0.0):
+    """(tail, shelf, escape, main) fractions of detected photons of energy ``e``; ``main`` is the
+    Gaussian peak, i.e. what a peak fit (bAxil "Area") counts."""
+    e = np.asarray(e, dtype=np.float64)
+    p_esc = escape_probability(e)
+    icc = icc_fraction(e, icc_um)
+    tail = np.minimum(tail_frac * 2.0 / np.maximum(e, 0.1), 0.2) + ICC_TAIL_SHARE * icc
+    shelf = shelf_frac * np.ones_like(e) + (1 - ICC_TAIL_SHARE) * icc
+    main = 1.0 - tail - shelf - p_esc
+    return tail, shelf, p_esc, main
+
+
 def _gauss_bins(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Gaussian probability in each channel bin, (N, C)."""
     z = (edges[None, :] - centre[:, None]) / (np.sqrt(2.0) * sigma[:, None])
@@ -54,7 +83,8 @@ def _gauss_bins(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarray) -> np.
 
 def response_matrix(e: np.ndarray, extra_sigma: np.ndarray | None, *, channels: int, gain: float,
                     offset: float, noise_ev: float, fano: float, tail_frac: float, shelf_frac: float,
-                    lld_kev: float, be_um: float, dead_um: float, si_um: float) -> np.ndarray:
+                    lld_kev: float, be_um: float, dead_um: float, si_um: float,
+                    icc_um: float = 0.0) -> np.ndarray:
     """Counts per channel per incident photon of energy ``e`` (rows), efficiency included.
 
     ``extra_sigma`` (keV) widens the Gaussian (Doppler broadening of Compton scatter).
@@ -67,10 +97,8 @@ def response_matrix(e: np.ndarray, extra_sigma: np.ndarray | None, *, channels: 
     if extra_sigma is not None:
         sig = np.sqrt(sig**2 + extra_sigma**2)
     eff = efficiency(e, be_um, dead_um, si_um)
-    p_esc = escape_probability(e)
-    tail = np.minimum(tail_frac * 2.0 / e, 0.2)       # ~1.5 % at 2 keV, falling as 1/E
-    shelf = shelf_frac * np.ones_like(e)
-    main = 1.0 - tail - shelf - p_esc
+    # generic tail ~1.5 % at 2 keV falling as 1/E, flat shelf, plus incomplete charge collection
+    tail, shelf, p_esc, main = response_fractions(e, tail_frac, shelf_frac, icc_um)
 
     r = main[:, None] * _gauss_bins(edges, e, sig)
     # low-energy exponentially modified Gaussian tail, decay length 2 sigma (erfcx: no overflow)
@@ -102,12 +130,27 @@ def response_matrix(e: np.ndarray, extra_sigma: np.ndarray | None, *, channels: 
     return r * eff[:, None]
 
 
-def pile_up(rate: np.ndarray, icr: np.ndarray, tau_pu_s: float, gain: float, offset: float) -> np.ndarray:
-    """Two-photon pile-up: (1-p) s + (p/2) (s*s)/ICR with p = 1 - exp(-ICR tau), batched (B, C)."""
+def pile_up(rate: np.ndarray, icr: np.ndarray, tau_pu_s: float, gain: float, offset: float,
+            tau_partial_s: float = 0.0) -> np.ndarray:
+    """Two-photon pile-up, batched (B, C).
+
+    Sum peaks: (1-p) s + (p/2) (s*s)/ICR with p = 1 - exp(-ICR tau_pu) (pairs closer than the
+    pile-up rejector resolves). Partial-energy pile-up, q = 1 - exp(-ICR tau_partial): a second
+    pulse inside the slow shaping time that the fast channel does not see (low-energy photons
+    fall below its threshold) adds only part of its energy, so the pair lands anywhere between
+    E1 and E1 + E2: a continuum under and above every peak, reaching up to twice the tube
+    voltage (the real "tail above 10 keV" at 10 kV)."""
     b, c = rate.shape
     n = 2 * c
     f = np.fft.rfft(rate, n=n, axis=1)
     conv = np.fft.irfft(f * f, n=n, axis=1)[:, :c]
+    part = None
+    if tau_partial_s > 0:
+        # u * E2 with u ~ U(0, 1): density at channel k is sum over m >= k of s(m) / (m + 1)
+        m = np.arange(c) - offset / gain
+        frac = rate / np.maximum(m + 1.0, 1.0)[None, :]
+        g = np.cumsum(frac[:, ::-1], axis=1)[:, ::-1]
+        part = np.maximum(np.fft.irfft(f * np.fft.rfft(g, n=n, axis=1), n=n, axis=1)[:, :c], 0.0)
     # channel i+j holds energy 2*offset + gain*(i+j): shift by offset/gain channels
     shift = offset / gain
     if abs(shift) > 1e-6:
@@ -123,7 +166,11 @@ def pile_up(rate: np.ndarray, icr: np.ndarray, tau_pu_s: float, gain: float, off
     conv = np.maximum(conv, 0.0)
     p = 1.0 - np.exp(-icr * tau_pu_s)
     safe = np.maximum(icr, 1e-9)
-    return (1.0 - p)[:, None] * rate + (p / 2.0 / safe)[:, None] * conv
+    out = (1.0 - p)[:, None] * rate + (p / 2.0 / safe)[:, None] * conv
+    if part is not None:
+        q = 1.0 - np.exp(-icr * tau_partial_s)
+        out = out - q[:, None] * rate + (q / 2.0 / safe)[:, None] * part
+    return out
 
 
 def real_time(live_s: float, icr: np.ndarray, tau_dead_s: float) -> np.ndarray:

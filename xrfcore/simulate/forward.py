@@ -78,9 +78,15 @@ def _response(head_key: tuple, head: Head, energies_key: bytes, doppler_key: byt
     r = detector.response_matrix(
         e, extra, channels=head.channels, gain=head.gain, offset=head.offset, noise_ev=head.noise_ev,
         fano=head.fano, tail_frac=head.tail_frac, shelf_frac=head.shelf_frac, lld_kev=head.lld_kev,
-        be_um=head.det_be_um, dead_um=head.det_dead_um, si_um=head.det_si_um)
+        be_um=head.det_be_um, dead_um=head.det_dead_um, si_um=head.det_si_um, icc_um=head.icc_um)
     eff = detector.efficiency(e, head.det_be_um, head.det_dead_um, head.det_si_um)
     return r.astype(np.float32), eff
+
+
+@functools.lru_cache(maxsize=8)
+def _peak_fraction(head: Head, energies_key: bytes) -> np.ndarray:
+    e = np.frombuffer(energies_key)
+    return detector.response_fractions(e, head.tail_frac, head.shelf_frac, head.icc_um)[3]
 
 
 class Simulator:
@@ -127,6 +133,8 @@ class Simulator:
         self.R, self.eff = _response(head.detector_key(), head, rows_e.tobytes(),
                                      t.doppler_fwhm.astype(np.float64).tobytes(), n_plain)
         self.n_lines = len(t.line_e)
+        # share of each row's detected photons in the Gaussian peak (what a peak fit counts)
+        self.peak_frac = _peak_fraction(head, rows_e.tobytes())
         # line groups for the primary term: same element and shell, within 30 eV
         reps: list[int] = []
         index = np.empty(len(t.lines), dtype=np.int64)
@@ -266,7 +274,8 @@ class Simulator:
         icr = src @ self.eff
         spec = (src.astype(np.float32) @ self.R).astype(np.float64)
         spec = _apply_gain(spec, nz.gain_scale)
-        spec = detector.pile_up(spec, icr, h.pileup_ns * 1e-9, h.gain, h.offset)
+        spec = detector.pile_up(spec, icr, h.pileup_ns * 1e-9, h.gain, h.offset,
+                                tau_partial_s=h.pileup_partial_ns * 1e-9)
         return spec, icr
 
     def simulate(self, w: np.ndarray, nz: Nuisance | None = None, rng: np.random.Generator | None = None,
@@ -318,11 +327,12 @@ def detected_shares(sim: Simulator, w: np.ndarray, nz: Nuisance | None = None) -
 
 def line_counts(sim: Simulator, w: np.ndarray, nz: Nuisance | None = None) -> dict[str, np.ndarray]:
     """Detected counts per live time of each element's Ka lines (Ka1 + Ka2; La for L-only
-    elements), of Ar Ka and of the Rh La scatter (Rayleigh + Compton of Rh La1,2): what an ideal
-    peak fit would report, comparable to bAxil's '<El>-Ka Area'."""
+    elements), of Ar Ka and of the Rh La scatter (Rayleigh + Compton of Rh La1,2) that land in
+    the Gaussian peak (tail, shelf and escape excluded): what an ideal peak fit would report,
+    comparable to bAxil's '<El>-Ka Area'."""
     w = np.atleast_2d(w)
     nz = nz or fixed_nuisances(sim.head, len(w))
-    src = sim.source_rates(w, nz) * sim.eff[None, :] * sim.head.live_s
+    src = sim.source_rates(w, nz) * (sim.eff * sim.peak_frac)[None, :] * sim.head.live_s
     out: dict[str, np.ndarray] = {}
     has_k = {ln.element for ln in sim.t.lines if ln.shell == "K"}
     for i, ln in enumerate(sim.t.lines):

@@ -42,9 +42,15 @@ class Head:
     channels: int = 2048
     gain: float = 0.0200            # keV per channel
     offset: float = 0.0             # keV
-    geometry: float = 1.35e-4       # G = Omega_tube * Omega_det / 4 pi (sr)
+    geometry: float = 1.75e-4       # G = Omega_tube * Omega_det / 4 pi (sr); v2: x1.3 so that an
+                                    # Fe-rich clay gives the real LAM+ Fe Ka and total cps at 200 uA
     dead_time_us: float = 2.1
     pileup_ns: float = 120.0
+    # v2 detector physics (REALISM.md): partial-charge-collection layer at the SDD entrance
+    # (incomplete charge collection: tail + shelf, strongest just above the Si K edge) and the
+    # pile-up of pulses the fast channel misses (low-energy photons): partial-energy continuum
+    icc_um: float = 0.25
+    pileup_partial_ns: float = 400.0
 
     def replace(self, **kw) -> "Head":
         return dataclasses.replace(self, **kw)
@@ -56,7 +62,7 @@ class Head:
         """Parameters the response matrix depends on."""
         return (self.channels, self.gain, self.offset, self.noise_ev, self.fano, self.tail_frac,
                 self.shelf_frac, self.lld_kev, self.det_be_um, self.det_dead_um, self.det_si_um,
-                self.psi1_deg, self.psi2_deg, self.kv)
+                self.psi1_deg, self.psi2_deg, self.kv, self.icc_um)
 
 
 # Named heads. "avaatech-b" stands for a replaced detector/head: thinner detector window, worse
@@ -66,10 +72,10 @@ class Head:
 HEADS: dict[str, Head] = {
     "avaatech-a": Head(),
     "avaatech-b": Head(name="avaatech-b", det_be_um=12.5, det_dead_um=0.05, noise_ev=115.0,
-                       gain=0.0203, offset=-0.030, geometry=1.2e-4, psi1_deg=55.0, psi2_deg=45.0,
+                       gain=0.0203, offset=-0.030, geometry=1.55e-4, psi1_deg=55.0, psi2_deg=45.0,
                        tube_be_um=75.0, rhl_scale=1.6, foil_um=6.0, dead_time_us=2.1, pileup_ns=200.0),
     "avaatech-c": Head(name="avaatech-c", current_ua=150.0, det_be_um=18.0, noise_ev=70.0,
-                       gain=0.0199, offset=0.020, geometry=1.8e-4, tube_takeoff_deg=25.0,
+                       gain=0.0199, offset=0.020, geometry=2.35e-4, tube_takeoff_deg=25.0,
                        air_fraction=0.08, dead_time_us=1.8, pileup_ns=80.0, film_um=3.0),
 }
 
@@ -100,10 +106,12 @@ def random_head(rng: np.random.Generator, name: str, base: Head | None = None) -
         noise_ev=float(rng.uniform(60, 130)),
         gain=float(0.0200 * (1 + rng.uniform(-0.003, 0.003)) * rng.choice([0.99, 1.0, 1.0, 1.02])),
         offset=float(rng.uniform(-0.04, 0.04)),
-        geometry=float(b.geometry * np.exp(rng.normal(0, 0.15))),
+        geometry=float(b.geometry * np.exp(rng.normal(0, 0.25))),   # real heads differ ~x2 per uA
         dead_time_us=float(rng.uniform(1.8, 2.2)),
         pileup_ns=float(rng.uniform(50, 250)),
         tail_frac=float(rng.uniform(0.008, 0.03)),
+        icc_um=float(rng.uniform(0.1, 0.5)),
+        pileup_partial_ns=float(rng.uniform(200, 800)),
     )
 
 

@@ -58,7 +58,7 @@ SEAWATER_SALTS = {"Cl": 0.01935, "Na": 0.01077, "Mg": 0.0013, "S": 0.0009, "Ca":
 
 @functools.lru_cache(maxsize=1)
 def _salt_vector() -> np.ndarray:
-    """Salts per unit mass of water at 35 psu (sulphate oxygen included: O4/S mass ratio ~ 2)."""
+    """Salts per unit mass of seawater at 35 psu (sulphate oxygen included: O4/S mass ratio ~ 2)."""
     v = np.zeros(len(ELEMENTS))
     for s, f in SEAWATER_SALTS.items():
         v[INDEX[s]] += f
@@ -68,9 +68,11 @@ def _salt_vector() -> np.ndarray:
 
 def pore_water_vector(salinity=1.0) -> np.ndarray:
     """Pore-water element fractions; ``salinity`` relative to seawater (1 = 35 psu, 0 = fresh).
-    Scalar -> (Z,), array (B,) -> (B, Z)."""
+    Scalar -> (Z,), array (B,) -> (B, Z). The salt fractions are per mass of seawater (Cl 1.935 %
+    of the pore water at salinity 1), water makes up the rest."""
     s = np.asarray(salinity, dtype=float)
-    v = formula_vector("H2O")[None, :] + s.reshape(-1, 1) * _salt_vector()[None, :]
+    salt = _salt_vector()
+    v = (1.0 - s.reshape(-1, 1) * salt.sum()) * formula_vector("H2O")[None, :] + s.reshape(-1, 1) * salt[None, :]
     v = v / v.sum(axis=1, keepdims=True)
     return v[0] if s.ndim == 0 else v
 
@@ -83,7 +85,8 @@ def seawater_vector() -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def component_vectors() -> dict[str, np.ndarray]:
     carb = 0.9985 * formula_vector("CaCO3") + 0.0015 * formula_vector("SrCO3")  # ~1200 ppm Sr
-    om = formula_vector("C6H10O3N0.6")              # 52 % C: OM = TOC / 0.52
+    # 52 % C: OM = TOC / 0.52; organic S (proteins, C/S ~ 45 by weight) stays in fresh water too
+    om = formula_vector("C6H10O3N0.6S0.05")
     return {
         "caco3": carb,
         "om": om,
@@ -98,6 +101,64 @@ def component_vectors() -> dict[str, np.ndarray]:
 
 
 OM_PER_TOC = 1.0 / 0.52
+
+# Pyrite: C/S (by weight) of normal marine sediments (Berner & Raiswell 1983). Pyrite formation
+# is sulphate-limited in fresh and brackish water (lakes: C/S ~ 10-50), so C/S rises as the pore
+# water freshens: C/S = 2.8 / (0.2 + 0.8 salinity), 14 in fresh water.
+C_S_MARINE = 2.8
+# Pyrite sits in framboids (mean diameter ~ 5-7 um in modern sediments, Wilkin et al. 1996;
+# packing ~ 0.6) in which S Ka and the Rh L lines exciting it are absorbed within ~1 um: the
+# mineralogical (particle) effect. The simulator is homogeneous, so pyrite enters with the
+# intensity-equivalent amounts of S and Fe (self-absorption factor of a grain relative to the
+# same S spread in the wet matrix).
+PYRITE_FRAMBOID_UM = 6.0
+PYRITE_PACKING = 0.6
+
+
+def pyrite_c_s(salinity) -> np.ndarray:
+    """C/S weight ratio of pyrite formation for pore-water ``salinity`` (relative to seawater)."""
+    s = np.clip(np.asarray(salinity, dtype=float), 0.0, 1.5)
+    return C_S_MARINE / (0.2 + 0.8 * s)
+
+
+def _slab_factor(x):
+    x = np.maximum(np.asarray(x, dtype=float), 1e-9)
+    return -np.expm1(-x) / x
+
+
+@functools.lru_cache(maxsize=4)
+def pyrite_grain_factors(d_um: float = PYRITE_FRAMBOID_UM, psi1_deg: float = 50.0,
+                         psi2_deg: float = 40.0) -> tuple[float, float]:
+    """(S, Fe) intensity factors of pyrite in framboids of diameter ``d_um`` relative to the
+    same mass homogeneously dispersed in a wet clay: ratio of the slab self-absorption factors
+    (1 - e^-x)/x over the mean chord 2d/3 for the grain and for the matrix. S: excited at
+    ~2.75 keV (Rh L), emits 2.31 keV; Fe: excited at ~8 keV, emits 6.40 keV."""
+    if d_um <= 0:
+        return 1.0, 1.0
+    from xrfcore.simulate.tables import mu_compound
+
+    s1, s2 = np.sin(np.radians(psi1_deg)), np.sin(np.radians(psi2_deg))
+    chord = 2.0 / 3.0 * d_um * 1e-4
+    pyr = {"Fe": 0.4655, "S": 0.5345}
+    mud = 0.45 * terrigenous_vector() + 0.55 * formula_vector("H2O")
+    matrix = {s: float(w) for s, w in zip(ELEMENTS, mud) if w > 0}
+    out = []
+    for e_in, e_out in ((2.75, 2.308), (8.0, 6.40)):
+        ein, eout = np.array([e_in]), np.array([e_out])
+        chi_g = 5.0 * PYRITE_PACKING * (mu_compound(pyr, ein)[0] / s1 + mu_compound(pyr, eout)[0] / s2)
+        chi_m = 1.6 * (mu_compound(matrix, ein)[0] / s1 + mu_compound(matrix, eout)[0] / s2)
+        out.append(float(_slab_factor(chi_g * chord) / _slab_factor(chi_m * chord)))
+    return out[0], out[1]
+
+
+@functools.lru_cache(maxsize=4)
+def pyrite_vector(d_um: float = PYRITE_FRAMBOID_UM) -> np.ndarray:
+    """Intensity-equivalent pyrite: FeS2 with its S and Fe scaled by the framboid factors."""
+    fs, ffe = pyrite_grain_factors(d_um)
+    v = formula_vector("FeS2").copy()
+    v[INDEX["S"]] *= fs
+    v[INDEX["Fe"]] *= ffe
+    return v
 
 
 def terrigenous_vector(si_al: float = 1.0, k_al: float = 1.0, ti_al: float = 1.0, fe_al: float = 1.0,
@@ -121,12 +182,14 @@ def random_terrigenous(rng: np.random.Generator, spread: float = 0.2) -> tuple[n
 
 
 def compose(caco3, toc, opal, water, terr: np.ndarray, *, ash=0.0, pyrite_s=None, ba_ppm=None,
-            mn_pct=None, p_extra_pct=None, br_per_toc_ppm: float = 60.0, salinity=1.0) -> np.ndarray:
+            mn_pct=None, p_extra_pct=None, br_per_toc_ppm: float = 60.0, salinity=1.0,
+            pyrite_grain_um: float = PYRITE_FRAMBOID_UM) -> np.ndarray:
     """Wet-sediment element mass fractions (B, Z).
 
     caco3, toc, opal, ash: dry-basis fractions (0-1); water: wet-basis water fraction (0-1);
     terr: (Z,) or (B, Z) terrigenous end-member; pyrite_s: pyrite S (dry fraction, default
-    TOC/2.8); ba_ppm: barite Ba; mn_pct: Mn as MnO2 (wt% Mn); p_extra_pct: apatite P (wt%);
+    TOC / C/S, C/S = 2.8 in marine pore water, rising to ~35 in fresh water: ``pyrite_c_s``);
+    pyrite_grain_um: framboid size for the pyrite particle effect (0: homogeneous); ba_ppm: barite Ba; mn_pct: Mn as MnO2 (wt% Mn); p_extra_pct: apatite P (wt%);
     salinity: pore-water salinity relative to seawater (scalar or (B,)).
     The terrigenous fraction is the remainder; if the rest exceeds 95 % it is scaled down.
     """
@@ -134,7 +197,8 @@ def compose(caco3, toc, opal, water, terr: np.ndarray, *, ash=0.0, pyrite_s=None
     n = max(len(caco3), len(toc), len(opal), len(water))
     caco3, toc, opal, water, ash = (np.broadcast_to(x, (n,)).astype(float) for x in (caco3, toc, opal, water, ash))
     cv = component_vectors()
-    pyr_s = toc / 2.8 if pyrite_s is None else np.broadcast_to(np.asarray(pyrite_s, float), (n,))
+    sal = np.broadcast_to(np.asarray(salinity, float), (n,)) if np.ndim(salinity) else np.full(n, float(salinity))
+    pyr_s = toc / pyrite_c_s(sal) if pyrite_s is None else np.broadcast_to(np.asarray(pyrite_s, float), (n,))
     ba = np.broadcast_to(np.asarray(300.0 if ba_ppm is None else ba_ppm, float), (n,))
     mn = np.broadcast_to(np.asarray(0.0 if mn_pct is None else mn_pct, float), (n,))
     pex = np.broadcast_to(np.asarray(0.0 if p_extra_pct is None else p_extra_pct, float), (n,))
@@ -156,7 +220,8 @@ def compose(caco3, toc, opal, water, terr: np.ndarray, *, ash=0.0, pyrite_s=None
     terr_b = np.broadcast_to(terr, (n, len(ELEMENTS)))
     dry = terr_frac[:, None] * terr_b
     for k, f in fr.items():
-        dry = dry + (f * scale)[:, None] * cv[k][None, :]
+        vec = pyrite_vector(float(pyrite_grain_um)) if k == "pyrite" else cv[k]
+        dry = dry + (f * scale)[:, None] * vec[None, :]
     pw = np.broadcast_to(np.atleast_2d(pore_water_vector(salinity)), (n, len(ELEMENTS)))
     wet = (1.0 - water)[:, None] * dry + water[:, None] * pw
     return wet / wet.sum(axis=1, keepdims=True)

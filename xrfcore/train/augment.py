@@ -1,4 +1,9 @@
-"""Gain / offset / resolution augmentation of counts on the model grid, per batch, in torch.
+"""Intensity / gain / offset / resolution augmentation of counts on the model grid, per batch, in torch.
+
+Intensity: the raw counts are thinned binomially to a share drawn log-uniformly in ``intensity``
+(a weaker tube, a shorter live time, a less efficient head: fewer counts with the Poisson noise
+such a measurement has). Thinning is the only exact way to change intensity; more counts than
+measured cannot be made, so the archive's heads carry the upper end.
 
 Each spectrum (counts on the model grid, gain g0 keV/channel, zero offset) is re-read as a head
 with gain ``g0 * (1 + gain_pct / 100)`` and zero offset ``offset_ch * g0`` keV would have recorded
@@ -32,15 +37,18 @@ class AugmentConfig:
     offset_ch: tuple[float, float] = (-4.0, 4.0)  # head zero offset in model channels
     fwhm_ev: tuple[float, float] = (0.0, 60.0)    # extra resolution, in quadrature
     prob: float = 0.8                             # share of spectra augmented
+    intensity: tuple[float, float] = (0.35, 1.0)  # share of counts kept (binomial thinning)
 
     def __post_init__(self):
-        for name in ("gain_pct", "offset_ch", "fwhm_ev"):
+        for name in ("gain_pct", "offset_ch", "fwhm_ev", "intensity"):
             lo, hi = (float(v) for v in getattr(self, name))
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
                 raise ValueError(f"augment {name}: need low <= high, got ({lo}, {hi})")
             setattr(self, name, (lo, hi))
         if self.gain_pct[0] <= -50 or self.fwhm_ev[0] < 0:
             raise ValueError("augment: gain_pct must stay above -50 % and fwhm_ev be >= 0")
+        if not 0.0 < self.intensity[0] <= self.intensity[1] <= 1.0:
+            raise ValueError(f"augment intensity must lie in (0, 1], got {self.intensity}")
         if not 0.0 <= float(self.prob) <= 1.0:
             raise ValueError(f"augment prob must be in [0, 1], got {self.prob}")
         self.prob = float(self.prob)
@@ -54,8 +62,9 @@ class AugmentConfig:
             return cls()
         if isinstance(value, cls):
             return value
-        if isinstance(value, dict):
-            return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value})
+        if isinstance(value, dict):  # a card from before intensity augmentation keeps it off
+            return cls(**{"intensity": (1.0, 1.0),
+                          **{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value}})
         raise TypeError(f"augment must be None, a bool, a dict or AugmentConfig, not {type(value).__name__}")
 
     def to_dict(self) -> dict:
@@ -94,15 +103,18 @@ class Augmenter:
         return fwhm_ev / 1000.0 / FWHM_PER_SIGMA / self.g0
 
     def draw(self, n: int, gen: torch.Generator) -> dict:
-        """Per-spectrum parameters (CPU tensors): gain scale, offset (channels), extra FWHM (eV)."""
+        """Per-spectrum parameters (CPU tensors): gain scale, offset (channels), extra FWHM (eV),
+        share of counts kept."""
         a = self.aug
-        u = torch.rand((n, 4), generator=gen, dtype=torch.float64)
+        u = torch.rand((n, 5), generator=gen, dtype=torch.float64)
         on = u[:, 3] < a.prob
         gain = 1 + (a.gain_pct[0] + u[:, 0] * (a.gain_pct[1] - a.gain_pct[0])) / 100
         offset = a.offset_ch[0] + u[:, 1] * (a.offset_ch[1] - a.offset_ch[0])
         fwhm = a.fwhm_ev[0] + u[:, 2] * (a.fwhm_ev[1] - a.fwhm_ev[0])
+        lo, hi = math.log(a.intensity[0]), math.log(a.intensity[1])
+        keep = torch.exp(lo + u[:, 4] * (hi - lo))
         return {"on": on, "gain": torch.where(on, gain, 1.0), "offset": torch.where(on, offset, 0.0),
-                "fwhm_ev": torch.where(on, fwhm, 0.0)}
+                "fwhm_ev": torch.where(on, fwhm, 0.0), "intensity": torch.where(on, keep, 1.0)}
 
     def __call__(self, counts: torch.Tensor, gen: torch.Generator | None = None, params: dict | None = None):
         """(B, src width) counts -> (B, window) augmented counts (float64, on counts' device)."""
@@ -114,11 +126,21 @@ class Augmenter:
             return keep
         xs = x[on]
         gain, offset, fwhm = (p[k].to(x.device)[on] for k in ("gain", "offset", "fwhm_ev"))
+        if "intensity" in p and self.aug.intensity[0] < 1.0:
+            xs = self._thin(xs, p["intensity"][on.cpu()], gen)
         if self.half > 0:
             xs = self._broaden(xs, fwhm)
         out = keep.clone()
         out[on] = self._rescale(xs, gain, offset)
         return out
+
+    @staticmethod
+    def _thin(x: torch.Tensor, keep: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Binomial thinning of (integer) counts, drawn on the CPU with the step's generator so the
+        draws do not depend on the device."""
+        n = x.detach().cpu().round().clamp_min(0)
+        prob = keep.to(n.dtype)[:, None].expand_as(n).contiguous()
+        return torch.binomial(n, prob, generator=gen).to(x.device, x.dtype)
 
     def _broaden(self, x: torch.Tensor, fwhm_ev: torch.Tensor) -> torch.Tensor:
         """Each row convolved with its own Gaussian (integrated over channels, so narrow kernels
