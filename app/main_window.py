@@ -27,6 +27,18 @@ log = logging.getLogger("xrfcore.app.main")
 TRACES = [("Ca", "Fe"), ("Ca", "Ti"), ("Fe", "Ti"), ("Si", "Al"), ("K", "Ti")]
 
 
+
+def interval_words(meta: dict) -> str:
+    """How the downcore view names the interval bands: the calibration scheme the prediction used
+    (within-core when the core's lab samples trained the model, by-core otherwise)."""
+    scheme = (meta or {}).get("interval_scheme")
+    level = (meta or {}).get("interval") or "intervals"
+    if scheme == "within-core":
+        return f"{level} intervals, within-core calibration (this core's lab samples trained the model)"
+    if scheme == "by-core":
+        return f"{level} intervals, by-core calibration (no lab samples of this core in the model)"
+    return "intervals"
+
 class FirstRunPage(QWidget):
     def __init__(self, window: "MainWindow"):
         super().__init__()
@@ -517,7 +529,7 @@ class MainWindow(ModelActions, QMainWindow):
         mid = meta.get("model_id") or (df["model_id"].iloc[0] if "model_id" in df and len(df) else "")
         sim = " (SIMULATED)" if meta.get("simulated") or (self.view and self.view.simulated) else ""
         self.downcore.set_title(f"{self.view.core} · {self.view.run} · predicted by {mid}{sim}; "
-                                "bands: intervals, red points: lab samples, orange: out of distribution")
+                                f"bands: {interval_words(meta)}, red points: lab samples, orange: out of distribution")
         self.downcore.set_stale(meta.get("stale_reasons") or [])
 
     def show_prediction(self, core: str, model_id: str) -> None:

@@ -239,7 +239,7 @@ def pretrain_summary(card: dict, out) -> str:
 
 
 def recon_model_label(model) -> str:
-    """'xrfcore-tiny-sim-v2c (base model of finetuned-…)' for the reconstruction view's title."""
+    """'xrfcore-tiny-sim-v3 (base model of finetuned-…)' for the reconstruction view's title."""
     from xrfcore import models_registry
     p = Path(model)
     try:

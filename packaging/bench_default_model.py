@@ -1,7 +1,7 @@
 """The accuracy benchmark (tests/benchmarks/bench_accuracy.py) with the shipped default model in
 place of the benchmark's own short pretraining: the numbers of the model card.
 
-    .venv/bin/python packaging/bench_default_model.py [--model models/xrfcore-tiny-sim-v2c] [bench args]
+    .venv/bin/python packaging/bench_default_model.py [--model models/xrfcore-tiny-sim-v3] [bench args]
     (default bench args: --quick --out models/benchmark/accuracy_quick.md, + .json and .svg)
 
 Everything else is the benchmark's own code, unchanged: the same SIMULATED archive (seed 0, 3 heads
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "models" / "xrfcore-tiny-sim-v2c"))
+    ap.add_argument("--model", default=str(REPO / "models" / "xrfcore-tiny-sim-v3"))
     a, rest = ap.parse_known_args(argv)
     from xrfcore.model import checkpoint
     from xrfcore.train import pretrain as pt
@@ -45,6 +45,9 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(w, out / "model.safetensors")
         shutil.copyfile(c, out / "model.json")
+        ref = card.get("ood_reference") or {}
+        if ref.get("file"):  # what the model knows, for the fine-tuned models' OOD score
+            shutil.copyfile(Path(w).parent / ref["file"], out / ref["file"])
         used["n"] = len(X)
         return checkpoint.load(out / "model")
 

@@ -117,3 +117,11 @@ def test_intensity_thins_counts_binomially_and_old_cards_keep_it_off():
     assert AugmentConfig.from_any({"gain_pct": [0, 1]}).intensity == (1.0, 1.0)
     with pytest.raises(ValueError):
         AugmentConfig(intensity=(0.5, 1.5))
+
+
+def test_thinning_keeps_nan_as_nan_and_returns():
+    aug = Augmenter(AugmentConfig(intensity=(0.5, 0.5), prob=1.0), CFG)
+    x = torch.tensor(np.random.default_rng(4).poisson(50, (4, 2048)).astype(np.float64))[:, aug.src]
+    x[1, 20] = float("nan")
+    y = aug(x, generator(0, 0, 0))
+    assert torch.isnan(y[1]).any() and torch.isfinite(y[[0, 2, 3]]).all()

@@ -1,6 +1,7 @@
 """Itrax reader on the real example files (skipped when ../shared is absent) and synthetic edits."""
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,80 @@ def test_decimal_comma_counts_rejected_plainly():
     data = _synthetic([1, 2, 3]).replace(b"3.000\t3.000", b"3.000\t3,000")
     with pytest.raises(ParseError, match="3,000"):
         read_itrax_spe(data, "L1.spe")
+
+
+# --------------------------------------------------------------------------- sum spectra, tables alone
+
+REPLICATES = "CD166_19_S1_replicates"
+
+
+def test_real_sum_spectrum_is_read_as_a_spectrum(itrax):
+    from xrfcore.io.itrax import describe_sum_spectrum, is_sum_spectrum_name, read_sum_spectrum
+
+    path = itrax / REPLICATES / "REP1" / "sumspectra.spe"
+    spe = read_sum_spectrum(path.read_bytes(), "sumspectra.spe")
+    assert spe.counts.shape == (2048,) and spe.counts.sum() > 1e6
+    assert spe.header["Tube anode"] == "Mo" and spe.number("Tube voltage") == 30
+    text = describe_sum_spectrum(spe)
+    assert text.startswith("Itrax sum spectrum: read (2048 channels") and "Mo tube at 30 kV" in text
+    assert "kept as the scan's sum (not a depth)" in text
+    assert is_sum_spectrum_name("a/b/SumSpectra_2.spe") and not is_sum_spectrum_name("L000676.spe")
+
+
+def test_scan_folder_imports_its_depths_and_reports_the_sum_apart(tmp_path, itrax):
+    from xrfcore import store
+    from xrfcore.importer import import_folder
+
+    rep1 = itrax / REPLICATES / "REP1"
+    report = import_folder(rep1, tmp_path / "p.h5", workers=1)
+    rows = {f.path: f for f in report.files}
+    assert rows["sumspectra.spe"].status == "skipped"
+    assert "Itrax sum spectrum: read" in rows["sumspectra.spe"].message
+    assert "not a depth" in rows["sumspectra.spe"].message
+    assert report.added == 99    # the 99 raw spectra of the zip; the sum is not one of the depths
+    with store.Project.open(tmp_path / "p.h5") as p:
+        (core,) = p.cores()
+        (run,) = p.runs(core)
+        assert p.n_spectra(core, run) == 99
+    assert "Not imported (not a depth spectrum)" in report.summary() and "sumspectra.spe" in report.summary()
+
+
+def test_results_tables_without_raw_spectra_are_named_not_rejected_as_avaatech(tmp_path, itrax):
+    from xrfcore.importer import TABLE_WITHOUT_SPECTRA, import_folder
+
+    rep1 = itrax / REPLICATES / "REP1"
+    only = tmp_path / "REP1-no-spectra"
+    only.mkdir()
+    for name in ("result.txt", "Results.txt", "sumspectra.spe", "document.txt"):
+        shutil.copy(rep1 / name, only / name)
+    with pytest.raises(ValueError) as err:   # nothing to import: said file by file, in one message
+        import_folder(only, tmp_path / "p.h5")
+    msg = str(err.value)
+    assert f"result.txt: {TABLE_WITHOUT_SPECTRA}" in msg and f"Results.txt: {TABLE_WITHOUT_SPECTRA}" in msg
+    assert "sumspectra.spe: Itrax sum spectrum: read" in msg
+    assert "Avaatech" not in msg and not (tmp_path / "p.h5").exists()
+
+    # beside Avaatech spectra: those are imported, the Itrax files reported for what they are
+    src = Path(__file__).resolve().parents[1] / "resources" / "sample_core" / "SIM01-1" / "Run 1 at  10kV"
+    run = tmp_path / "mixed" / "SIM01-1" / src.name
+    run.mkdir(parents=True)
+    for f in sorted(src.glob("*.spe"))[:3]:
+        shutil.copy(f, run / f.name)
+    for name in ("result.txt", "sumspectra.spe"):
+        shutil.copy(rep1 / name, tmp_path / "mixed" / name)
+    report = import_folder(tmp_path / "mixed", tmp_path / "p.h5", workers=1)
+    rows = {f.path: f for f in report.files}
+    assert report.added == 3 and not report.rejected
+    assert rows["result.txt"].status == "skipped" and rows["result.txt"].message == TABLE_WITHOUT_SPECTRA
+    assert rows["sumspectra.spe"].status == "skipped" and "Itrax sum spectrum: read" in rows["sumspectra.spe"].message
+    assert TABLE_WITHOUT_SPECTRA in report.summary()
+
+
+def test_unreadable_sum_spectrum_is_rejected_with_its_reason(tmp_path):
+    from xrfcore.importer import import_folder
+
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / "sumspectra.spe").write_text("Date:\t1-Jan-20\t\r\nnothing else\r\n")
+    with pytest.raises(ValueError, match=r"sumspectra.spe: Itrax sum spectrum \(sumspectra\*.spe\) unreadable: "
+                                         r"no 'channel<TAB>content' line"):
+        import_folder(tmp_path / "scan", tmp_path / "p.h5")

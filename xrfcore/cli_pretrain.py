@@ -1,4 +1,4 @@
-"""`xrfcore pretrain | reconstruct` (see xrfcore/cli.py).
+"""`xrfcore pretrain | adapt | reconstruct` (see xrfcore/cli.py).
 
 `xrfcore pretrain` runs unchanged under `torchrun --nproc_per_node=N` (DDP; rank 0 writes)."""
 from __future__ import annotations
@@ -44,6 +44,38 @@ def register(sub) -> None:
     p.add_argument("--resume", help="continue from a checkpoint.safetensors (or its folder)")
     p.add_argument("--force", action="store_true", help="overwrite a model already in the folder")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("adapt", help="adapt a foundation model to a project: continue masked-spectrum "
+                                     "pretraining from it on the project's spectra",
+                       description="Continue masked-spectrum pretraining of an installed foundation model "
+                                   "(default: the shipped one) on a project's spectra, keeping its architecture, "
+                                   "grid, window and input transform; reports the reconstruction error on "
+                                   "held-out cores (or, with 1-2 cores, held-out depth blocks) before and after.")
+    p.add_argument("-p", "--project", required=True, help="project file (.h5)")
+    p.add_argument("--model", help="base foundation model: installed name or id, or a path "
+                                   "(default: the shipped default model)")
+    p.add_argument("-o", "--out", help="model folder; a bare NAME goes into your models folder (listed by "
+                                       "`xrfcore models`); default: adapted-<project>-<time> there")
+    p.add_argument("--cores", nargs="+", help="cores to use (default: all)")
+    p.add_argument("--val-cores", nargs="+", help="cores held out whole for the before/after table (default: "
+                                                  "1 in 5 with 3 or more cores, else depth blocks)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (default: about 3 epochs, 200-5000 on "
+                                                      "the CPU, 500-20000 on CUDA)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="spectra per step")
+    p.add_argument("--lr", type=positive_float, default=2e-4, help="peak learning rate (lower than from scratch)")
+    p.add_argument("--warmup-steps", type=nonnegative_int, help="default: 2%% of the steps, at most 50")
+    p.add_argument("--mask-ratio", type=fraction, default=0.5)
+    p.add_argument("--kv", type=float, help="only spectra measured at this tube voltage (e.g. 10)")
+    p.add_argument("--allow-window-loss", action="store_true",
+                   help="adapt even where the spectra reach past the base's energy window (those counts are "
+                        "not seen) or end inside it")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
+    p.add_argument("--no-augment", action="store_true", help="no gain/offset/resolution augmentation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: the usable cores)")
+    p.add_argument("--force", action="store_true", help="replace a model already in the folder")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("reconstruct", help="hide part of a spectrum and let the model fill it in (counts)")
     p.add_argument("model", help="model (folder, .safetensors or .json) or a research .pth/.ckpt")
@@ -151,6 +183,63 @@ def cmd_pretrain(args) -> int:
         m = card["metrics"]
         print(f"model {out / 'model.safetensors'}: train loss {m['train_loss']:.4f}"
               + (f", validation loss {m['val_loss']:.4f}" if m["val_loss"] is not None else ""))
+    return 0
+
+
+def _adapt_out(out):
+    """-o: a bare name goes into the user's models folder (registered); a path is used as given."""
+    from xrfcore.models_registry import _NAME_OK, user_models_dir
+
+    if out is None:
+        return None
+    if "/" not in out and "\\" not in out and _NAME_OK.match(out) and not Path(out).exists():
+        return user_models_dir(create=True) / out
+    return Path(out)
+
+
+def cmd_adapt(args) -> int:
+    from xrfcore.cli import UserError, progress_bar
+    from xrfcore.jobs import Cancelled
+    from xrfcore.outputs import OutputRefused, check_model_folder
+    from xrfcore.train import adapt as ad
+
+    from xrfcore import models_registry
+
+    try:
+        base = models_registry.resolve(args.model, kind="mae")
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    out = _adapt_out(args.out) or ad.default_out(args.project)
+    try:  # never onto the project or the base model; an existing model needs --force
+        check_model_folder(out, force=args.force, inputs=(args.project, base))
+    except OutputRefused as exc:
+        raise UserError(str(exc)) from None
+    args.interrupt_note = f"the adapted model appears in {out} only when complete; the base model is untouched"
+    bar = progress_bar("adapt")
+
+    def estimate(e):
+        print(f"measured {e['s_per_1000_spectra']:.3g} s per 1,000 spectra on {e['device']}: "
+                  f"{e['steps']} steps x {e['batch_size']} spectra, about {e['total_s'] / 60:.1f} min"
+                  + (" (fewer --steps is quicker)" if e["total_s"] > 600 and "cpu" in e["device"] else ""), file=sys.stderr)
+    try:
+        res = ad.adapt(args.project, out, base=base, cores=args.cores, val_cores=args.val_cores,
+                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                       mask_ratio=args.mask_ratio, device=args.device, amp=args.amp,
+                       augment=not args.no_augment, seed=args.seed, kv=args.kv,
+                       allow_window_loss=args.allow_window_loss, threads=args.threads or _default_threads(),
+                       progress=bar, on_estimate=estimate)
+    except Cancelled:
+        raise UserError("cancelled; nothing was written and the base model is untouched") from None
+    except ad.AdaptRefused as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        bar.close()
+    card = res["card"]
+    a = card["adaptation"]
+    print(f"adapted {card['adapted_from']['name']} on {a['n_spectra']} spectra ({a['steps']} steps, "
+          f"{a['device']}, {a['wall_s']:.0f} s); held out: {a['held_out']}")
+    print(ad.table_text(res["table"]))
+    print(f"model {res['path']} ({card['id']})")
     return 0
 
 

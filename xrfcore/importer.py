@@ -37,6 +37,9 @@ from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 
 STATUSES = ("ok", "warning", "rejected", "skipped")
 _RESULT_TABLES = {"result.txt", "results.txt"}
+_DUPLICATE = ("already in the project", "same content as")
+TABLE_WITHOUT_SPECTRA = ("Itrax results table without raw spectra (XRF data/ or XRF Data.zip): "
+                         "nothing to import from it")
 BATCH = 5000          # new records held in memory before they are written to the temp project
 POOL_MIN_FILES = 2000  # fewer files parse faster in this process than a pool can start
 POOL_WORKERS = 2       # worker processes for large folders with idle cores (XRFCORE_IMPORT_WORKERS
@@ -86,7 +89,8 @@ class ImportReport:
         lines = [
             f"Import of {self.folder} into {self.project} ({self.scanner or 'no spectra'}): "
             f"{len(self.files)} files: {c['ok']} ok, {c['warning']} with warnings, "
-            f"{c['rejected']} rejected, {c['skipped']} skipped (already in the project).",
+            f"{c['rejected']} rejected, {c['skipped']} skipped (already in the project, or not a depth "
+            "spectrum: see below).",
             f"Added {self.added} spectra to {len(self.written)} run(s)."
             if self.written else "Nothing new was added.",
         ]
@@ -98,8 +102,10 @@ class ImportReport:
                 lines.extend(f"    WARNING: {m}" for m in cal.warnings)
         if self.simulated:
             lines.append(f"Note: {self.simulated} of the new spectra are SIMULATED (marked so in their files).")
-        for status, title in (("rejected", "Rejected files"), ("warning", "Warnings")):
-            rows = [f for f in self.files if f.status == status]
+        for status, title in (("rejected", "Rejected files"), ("warning", "Warnings"),
+                              ("not imported", "Not imported (not a depth spectrum)")):
+            rows = ([f for f in self.files if f.status == "skipped" and not f.message.startswith(_DUPLICATE)]
+                    if status == "not imported" else [f for f in self.files if f.status == status])
             if rows:
                 lines.append(f"{title} ({len(rows)}):")
                 for f in rows[:max_lines]:
@@ -488,14 +494,19 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                              f"cannot read the folder ({e.strerror or e}): its files were not imported")
                   for e in walk_errors]
     itrax_dirs = itrax_folders(folder, tables, [])   # an Itrax scan may hold its spectra in a zip only
-    if not spes and not itrax_dirs:
-        why = "".join(f"; {r.path}: {r.message}" for r in unreadable)
-        raise ValueError(f"no spectra found in {folder}: no spectrum files (.spe) under it{why}")
     if itrax_dirs:
         spes = [Path(x) for x in spes]
         ava_files = [str(x) for x in spes if not any(d in x.parents for d in itrax_dirs)]
     else:
         ava_files = spes
+    # not depth spectra: Itrax sum spectra outside a scan folder, result tables without raw spectra
+    loose = _loose_itrax_rows(folder, [t for t in tables if t.parent not in itrax_dirs],
+                              [x for x in ava_files if _is_sum_name(x)])
+    ava_files = [x for x in ava_files if not _is_sum_name(x)]
+    if not ava_files and not itrax_dirs:
+        why = "".join(f"; {r.path}: {r.message}" for r in unreadable + loose)
+        raise ValueError(f"no spectra found in {folder}: "
+                         + ("no depth spectra under it" if loose else "no spectrum files (.spe) under it") + why)
     report.scanner = "+".join(n for n, ok in (("avaatech", ava_files), ("itrax", itrax_dirs)) if ok)
 
     # Everything happens in one transaction on a temp copy: nothing is final until the end.
@@ -517,7 +528,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         written_cores: set[str] = set()
         channels = {(c, run): p.n_channels(c, run) for c in p.cores() for run in p.runs(c)}
         pending: list[SpectrumRecord] = []
-        rows: dict[str, FileResult] = {}      # by relative path, in file order
+        rows: dict[str, FileResult] = {r.path: r for r in loose}   # by relative path, in file order
         seen: dict[str, str] = {}             # sha256 -> first file of this import
         total = len(ava_files) + len(itrax_dirs)
         step = max(1, total // 200)
@@ -689,7 +700,37 @@ def _import_itrax_dir(d: Path, root: Path, spes: list[Path], accept, rows: dict)
         rec.source_path = rel
         accept(rec, rel)
     for rel in mine:       # e.g. sumspectra.spe: not one measurement
-        rows.setdefault(rel, FileResult(rel, "skipped", "not a measurement of the scan (not imported)"))
+        if rel not in rows:
+            rows[rel] = (_sum_row(root / rel, rel) if _is_sum_name(rel) else
+                         FileResult(rel, "skipped", "not a measurement of the scan (not imported)"))
+
+
+def _is_sum_name(path) -> bool:
+    from xrfcore.io.itrax import is_sum_spectrum_name
+
+    return is_sum_spectrum_name(str(path))
+
+
+def _sum_row(path: Path, rel: str) -> FileResult:
+    """An Itrax sum spectrum (sumspectra*.spe), read and reported; never stored as a depth."""
+    from xrfcore.io import itrax
+
+    try:
+        spe = itrax.read_sum_spectrum(_read_bytes(path, rel), rel)
+    except ParseError as exc:
+        return FileResult(rel, "rejected", f"Itrax sum spectrum (sumspectra*.spe) unreadable: {exc.problem}")
+    except OSError as exc:
+        return FileResult(rel, "rejected", _cannot_read(exc))
+    msg = itrax.describe_sum_spectrum(spe) + "".join(f"; {w}" for w in spe.warnings)
+    return FileResult(rel, "skipped", msg)
+
+
+def _loose_itrax_rows(folder: Path, tables: list[Path], sums: list) -> list[FileResult]:
+    """Report rows for Itrax files that hold no depth spectra: result tables with no ``XRF Data``
+    folder or zip beside them, and sum spectra outside a scan folder."""
+    rows = [FileResult(_rel(t, folder), "skipped", TABLE_WITHOUT_SPECTRA) for t in tables]
+    rows += [_sum_row(Path(x), _rel(x, folder)) for x in sums]
+    return rows
 
 
 def _check_channels(records: list[SpectrumRecord], rows: dict,

@@ -23,7 +23,7 @@ from xrfcore._paths import shipped_models_dir
 
 APP = "xrfcore"
 CARD_FORMAT = "xrfcore-model"          # as xrfcore.model.checkpoint.CARD_FORMAT (not imported: no torch here)
-DEFAULT_MODEL = "xrfcore-tiny-sim-v2c"   # stem of the shipped default foundation model in models/
+DEFAULT_MODEL = "xrfcore-tiny-sim-v3"   # stem of the shipped default foundation model in models/
 COPY_STEMS = ("base_mae",)              # copies of a base model kept inside fine-tuned model folders
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

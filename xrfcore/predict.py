@@ -1,6 +1,9 @@
 """Downcore prediction: CaCO3 / TOC at every depth of a core, with intervals and an OOD flag.
 
-- Intervals: conformal, prediction +- the card's calibrated half-width (90 % by default): constant,
+- Intervals: conformal, prediction +- the card's calibrated half-width (90 % by default), from the
+  calibration that fits where the model's labels came from: "within-core" for a core whose lab
+  samples were used to fine-tune the model, "by-core" for any other core (``interval_scheme`` in the
+  stored provenance and the export header); constant,
   or scaled by the ridge leverage of the spectrum's embedding when the card's calibration chose
   normalised scores (see xrfcore.train.finetune); clamped to [0, 100]. Targets modelled as ln(wt%)
   (TOC by default) get the half-width in log space: a factor either side, asymmetric in wt%.
@@ -61,6 +64,28 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
     }
 
 
+def interval_provenance(card: dict, scheme: str | None) -> dict:
+    """What the export header says about the intervals of one core: the calibration scheme used
+    (within-core / by-core, chosen by whether the core's lab samples trained the model), why, and
+    that scheme's calibration per target."""
+    from xrfcore.train.finetune import Predictor
+
+    pr = Predictor.__new__(Predictor)
+    pr.card = card
+    out = {"interval_scheme": scheme or "single (model card made before per-core schemes)",
+           "interval_scheme_reason": Predictor.scheme_text(pr, scheme)}
+    if scheme:
+        cal = {}
+        for t, c in (card.get("conformal") or {}).items():
+            s = (c.get("schemes") or {}).get(scheme) or {}
+            m = s.get("method", "plain")
+            cal[t] = {"method": m, "q": s.get(f"q_{m}"), "estimator": s.get(f"estimator_{m}"),
+                      "space": c.get("space", "linear"), "n": s.get("n"),
+                      "cv_coverage": s.get(f"cv_coverage_{m}")}
+        out["interval_calibration"] = cal
+    return out
+
+
 def _calibration_note(rd) -> str:
     """The run's energy calibration as the export header states it."""
     src = rd.meta["cal_source"].value_counts().to_dict() if "cal_source" in rd.meta else {}
@@ -106,8 +131,9 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
     # storing the table and hashing the project the rest
     def model_progress(d, t, m=""):
         progress(int(900 * d / max(t, 1)), 1000, m)
+    scheme = pr.scheme_for(core)  # within-core for a core whose lab samples trained the model
     out = pr.predict_counts(rd.counts, rd.grids, progress=model_progress, token=token,
-                            exposure=ood.exposure(rd.meta))
+                            exposure=ood.exposure(rd.meta), scheme=scheme)
     df = pd.DataFrame({"core": core, "depth_mm": rd.meta["depth_mm"].to_numpy(float),
                        "section": rd.meta["section"].astype(str).to_numpy(),
                        "position_mm": rd.meta["position_mm"].to_numpy(float)})
@@ -118,6 +144,7 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
     token.raise_if_cancelled()
     prov = provenance(pr.card, project_path=Path(project_path).name, core=core, run=key,
                       data_simulated=_is_simulated(rd.meta))
+    prov.update(interval_provenance(pr.card, scheme))
     prov["energy_calibration"] = _calibration_note(rd)
     prov["run_choice"] = chosen
     prov["counts_outside_window"] = round(check.outside_share, 5)

@@ -31,8 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# one BLAS/OpenMP thread whatever the caller's environment says: reductions (and so the fine-tuned
+# models) depend on the thread count; --threads sets torch's, recorded in the table
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+    os.environ[_v] = "1"
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -50,31 +52,58 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+# The unseen head: outside every range xrfcore.simulate.heads.random_head draws the training heads
+# from (and unlike the named heads a, b, c), in the parameters a real head change moves.
+UNSEEN_HEAD_CHANGES = {
+    "noise_ev": (150.0, "detector resolution 150 eV noise (training heads 60-130 eV; ~190 eV FWHM at Mn Ka)"),
+    "det_be_um": (8.0, "8 um Be detector window (training 12-35 um)"),
+    "film_um": (13.0, "13 um mean pore-water film (training 3-10 um)"),
+    "foil_um": (8.0, "8 um foil (training 3-6 um)"),
+    "gain": (0.0205, "gain 0.0205 keV/ch (training 0.01974-0.02046, mostly 0.0199-0.0201)"),
+    "offset": (-0.065, "offset -65 eV (training -40 to +40 eV)"),
+    "tail_frac": (0.040, "low-energy tail 4 % (training 0.8-3 %)"),
+    "det_si_um": (300.0, "300 um Si sensor (every training head 450 um)"),
+}
+
+
+def unseen_head():
+    from xrfcore.simulate.heads import Head
+    return Head().replace(name="bench-unseen-head", **{k: v for k, (v, _) in UNSEEN_HEAD_CHANGES.items()})
+
+
 def simulate(project, n_cores, core_spectra, seed):
-    """Main archive (3 heads) + one core from a 4th head, written as raw Avaatech folders and imported
-    with `xrfcore import` like a user's folder (energy calibrated at import); returns truth per core
+    """Main archive (3 heads) + one core scanned by a head from outside the training heads'
+    distribution (:func:`unseen_head`), all written as raw Avaatech folders and imported with
+    `xrfcore import` like a user's folder (energy calibrated at import); returns truth per core
     (from the truth CSVs the simulator writes) and head per core."""
+    import datetime
     import shutil
     import subprocess
 
     from xrfcore.simulate import archive
+    from xrfcore.simulate.downcore import generate_core
+    from xrfcore.simulate.writers import plan_scan, write_core
 
     archive.CORE_SPECTRA = core_spectra
     raw = Path(project).parent / "raw"
     shutil.rmtree(raw, ignore_errors=True)
     head_of = archive.write_archive_folder(raw / "main", n_cores * core_spectra, 3, seed)
-    # 4 heads, one core each: the 4th (a randomised head) is the unseen head
-    extra = archive.write_archive_folder(raw / "extra", 4 * core_spectra, 4, seed + 1000)
-    unseen = next(c for c, h in extra.items() if h not in ("avaatech-a", "avaatech-b", "avaatech-c"))
+    head = unseen_head()
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1000]))
+    length_mm = core_spectra * 10.0
+    plan = plan_scan(rng, length_mm, 10.0)
+    series = generate_core(rng, "UNSEENHEAD-1", length_mm)
+    write_core(raw / "extra", "UNSEENHEAD-1", series, plan, head, seed + 1000, rng, length_mm,
+               start=datetime.datetime(2023, 5, 2, 8), truth_remark=True)
     exe = str(Path(sys.executable).with_name("xrfcore"))
     subprocess.run([exe, "import", str(raw / "main"), "-p", str(project)], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([exe, "import", str(raw / "extra" / unseen), "-p", str(project), "--core", "UNSEENHEAD-1"],
+    subprocess.run([exe, "import", str(raw / "extra" / "UNSEENHEAD-1"), "-p", str(project), "--core", "UNSEENHEAD-1"],
                    check=True, stdout=subprocess.DEVNULL)
     truth = {}
     for core in head_of:
         truth[core] = _truth_csv(raw / "main" / core)
-    truth["UNSEENHEAD-1"] = _truth_csv(raw / "extra" / unseen)
-    head_of = dict(head_of, **{"UNSEENHEAD-1": extra[unseen]})
+    truth["UNSEENHEAD-1"] = _truth_csv(raw / "extra" / "UNSEENHEAD-1")
+    head_of = dict(head_of, **{"UNSEENHEAD-1": head.name})
     return truth, head_of
 
 
@@ -117,10 +146,17 @@ def main(argv=None):
     ap.add_argument("--out", help="markdown file for the table (default: tests/benchmarks/results/)")
     ap.add_argument("--steps", type=int, help="pretraining steps (default 600 quick / 6000 full)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="fine-tuning seeds for full / scratch at <= 100 labels (mean and spread)")
     ap.add_argument("--core-spectra", type=int, help="spectra per simulated core (quick 150, full 560)")
     ap.add_argument("--keep", help="keep the project and models in this folder")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    torch.use_deterministic_algorithms(True, warn_only=True)
     quick = a.quick
     n_cores, core_spectra = (30, 150) if quick else (36, 560)
     core_spectra = a.core_spectra or core_spectra
@@ -206,7 +242,70 @@ def main(argv=None):
     mae, _ = checkpoint.load(base)
     ood_rows = []
 
+    def fit_and_score(meth, seed, idx, n, b):
+        """One fit of ``meth`` on the samples ``idx`` with fine-tuning seed ``seed``: (metrics by
+        "test|target|r2/rmse", coverage rows, predictor, OOD rows)."""
+        Xtr, ytr, gtr = X[idx], S.loc[idx, list(TARGETS)].reset_index(drop=True), S.core.to_numpy()[idx]
+        pr, card, oods = None, None, []
+        if meth == "NMF+SVR (published)":
+            model, _ = fit_published(X_full[idx], ytr, seed=seed)
+            predict = (lambda model: (lambda Z, ix, scheme: model.predict(X_full[ix])))(model)
+        elif meth == "NMF+SVR (tuned)":
+            model, _ = fit_baseline(Xtr, ytr, seed=seed, cv=min(5, n))
+            predict = (lambda model: (lambda Z, ix, scheme: model.predict(Z)))(model)
+        else:
+            mode = {"scratch": "scratch", "pretrained head": "head", "pretrained full": "full"}[meth]
+            with_ood = mode == "head" and b == "all"  # the OOD score does not depend on labels
+            # scratch is the published from-scratch model: z-scored counts, cls token (from random
+            # weights the mean pool stopped early and did far worse: CaCO3 R2 -0.04 vs 0.95 at 50
+            # labels; log + z-score input gave TOC 0.25 at 500 labels against 0.93 with z-score)
+            reg, card = ft.finetune(base, Xtr, ytr, groups=gtr, grid=m.grid, mode=mode, epochs=ft_epochs,
+                                    patience=patience, seed=seed, device="cpu", ood=with_ood,
+                                    reference=ref if with_ood else None,
+                                    pool="cls" if mode == "scratch" else "mean",
+                                    transform="zscore" if mode == "scratch" else None)
+            pr = ft.Predictor.from_model(reg, card, mae=mae if with_ood else None, device="cpu")
+            predict = (lambda pr: (lambda Z, ix, scheme: pr.predict_counts(Z, m.grid, scheme=scheme)))(pr)
+        vals, covs = {}, []
+        for name, ix in sets.items():
+            # the calibration follows where the labels come from: the random split's samples are from
+            # the label cores (within-core), the unseen cores are not (by-core)
+            scheme = "within-core" if name == "random split" else "by-core"
+            p = predict(X[ix], ix, scheme)
+            if "ood_flag" in p and p["ood_score"].notna().any():
+                oods.append({"test": name, "flagged": float(p["ood_flag"].mean()),
+                             "median_score": float(p["ood_score"].median()), "n": len(ix)})
+            ev = evaluate(p, S.loc[ix].reset_index(drop=True))
+            for t in TARGETS:
+                vals[f"{name}|{t}|r2"] = ev[t]["r2"]
+                vals[f"{name}|{t}|rmse"] = ev[t]["rmse"]
+            if card is not None and f"{TARGETS[0]}_lo" in p:
+                from xrfcore.predict import interval_coverage
+                for t in TARGETS:
+                    yt = S.loc[ix, t].to_numpy(float)
+                    cf = card["conformal"][t]
+                    cs = cf.get("schemes", {}).get(scheme, cf)
+                    meth_c = cs.get("method", "plain")
+                    c = interval_coverage(yt, p[f"{t}_lo"], p[f"{t}_hi"])
+                    # the constant-width interval from the same residuals (in the target's model
+                    # space: log for TOC), for comparison
+                    q = cs.get("q_plain", cf.get("q"))
+                    q = q if q is not None else np.inf
+                    st, v = card["target_stats"][t], ft.to_space(p[t].to_numpy(float), card["target_stats"][t])
+                    c_plain = interval_coverage(yt, ft.from_space(v - q, st), ft.from_space(v + q, st))
+                    hw = ((p[f"{t}_hi"] - p[f"{t}_lo"]) / 2).to_numpy(float)
+                    mhw = float(np.mean(hw)) if np.isfinite(hw).all() else None
+                    rmse = ev[t]["rmse"]
+                    covs.append({"method": meth, "test": name, "target": t, "scheme": scheme,
+                                 "calibration": f"{meth_c} ({cs.get('estimator_' + meth_c, '?')})",
+                                 "coverage": c, "coverage_plain": c_plain, "n": len(ix), "q": cs.get("q_plain"),
+                                 "mean_halfwidth": mhw, "rmse": rmse,
+                                 "ratio": mhw / (1.645 * rmse) if mhw is not None and rmse else None,
+                                 "cv_coverage": cs.get(f"cv_coverage_{meth_c}")})
+        return vals, covs, pr, oods
+
     rows, coverage = [], []
+    ood_model = None
     methods = ["NMF+SVR (published)", "NMF+SVR (tuned)", "scratch", "pretrained head", "pretrained full"]
     for b in budgets:
         n = len(train_pool) if b == "all" else b
@@ -214,62 +313,33 @@ def main(argv=None):
             log(f"budget {b}: only {len(train_pool)} labels in the pool; skipped")
             continue
         idx = train_pool[:n]  # nested subsets of one random order
-        Xtr, ytr, gtr = X[idx], S.loc[idx, list(TARGETS)].reset_index(drop=True), S.core.to_numpy()[idx]
         for meth in methods:
+            # full / scratch at small budgets move with the fine-tuning seed (init, split, batch order):
+            # repeated over seeds, mean and spread reported
+            seeds = [a.seed + k for k in range(a.repeats)] if (
+                meth in ("scratch", "pretrained full") and b != "all" and n <= 100) else [a.seed]
             t0 = time.time()
-            if meth == "NMF+SVR (published)":
-                model, _ = fit_published(X_full[idx], ytr, seed=a.seed)
-                predict = (lambda model: (lambda Z, ix: model.predict(X_full[ix])))(model)
-                card = None
-            elif meth == "NMF+SVR (tuned)":
-                model, _ = fit_baseline(Xtr, ytr, seed=a.seed, cv=min(5, n))
-                predict = (lambda model: (lambda Z, ix: model.predict(Z)))(model)
-                card = None
-            else:
-                mode = {"scratch": "scratch", "pretrained head": "head", "pretrained full": "full"}[meth]
-                with_ood = mode == "head" and b == "all"  # the OOD score does not depend on labels
-                # scratch is the published from-scratch model: z-scored counts, cls token (from random
-                # weights the mean pool stopped early and did far worse: CaCO3 R2 -0.04 vs 0.95 at 50
-                # labels; log + z-score input gave TOC 0.25 at 500 labels against 0.93 with z-score)
-                reg, card = ft.finetune(base, Xtr, ytr, groups=gtr, grid=m.grid, mode=mode, epochs=ft_epochs,
-                                        patience=patience, seed=a.seed, device="cpu", ood=with_ood,
-                                        reference=ref if with_ood else None,
-                                        pool="cls" if mode == "scratch" else "mean",
-                                        transform="zscore" if mode == "scratch" else None)
-                pr = ft.Predictor.from_model(reg, card, mae=mae if with_ood else None, device="cpu")
-                if with_ood:
-                    ood_model = pr
-                predict = (lambda pr: (lambda Z, ix: pr.predict_counts(Z, m.grid)))(pr)
-            fit_s = time.time() - t0
-            row = {"labels": str(b) if b != "all" else f"all ({n})", "method": meth, "fit_s": round(fit_s, 1)}
-            for name, ix in sets.items():
-                p = predict(X[ix], ix)
-                if "ood_flag" in p and p["ood_score"].notna().any():
-                    ood_rows.append({"test": name, "flagged": float(p["ood_flag"].mean()),
-                                     "median_score": float(p["ood_score"].median()), "n": len(ix)})
-                ev = evaluate(p, S.loc[ix].reset_index(drop=True))
-                for t in TARGETS:
-                    row[f"{name}|{t}|r2"] = ev[t]["r2"]
-                    row[f"{name}|{t}|rmse"] = ev[t]["rmse"]
-                if card is not None and f"{TARGETS[0]}_lo" in p:
-                    for t in TARGETS:
-                        from xrfcore.predict import interval_coverage
-                        yt = S.loc[ix, t].to_numpy(float)
-                        cf = card["conformal"][t]
-                        c = interval_coverage(yt, p[f"{t}_lo"], p[f"{t}_hi"])
-                        # the constant-width interval from the same residuals (in the target's model
-                        # space: log for TOC), for comparison
-                        q = cf["q"] if cf["q"] is not None else np.inf
-                        st, v = card["target_stats"][t], ft.to_space(p[t].to_numpy(float), card["target_stats"][t])
-                        c_plain = interval_coverage(yt, ft.from_space(v - q, st), ft.from_space(v + q, st))
-                        hw = ((p[f"{t}_hi"] - p[f"{t}_lo"]) / 2).to_numpy(float)
-                        coverage.append({"labels": row["labels"], "method": meth, "test": name, "target": t,
-                                         "calibration": cf.get("method", "plain"),
-                                         "coverage": c, "coverage_plain": c_plain, "n": len(ix), "q": cf["q"],
-                                         "mean_halfwidth": float(np.mean(hw)) if np.isfinite(hw).all() else None,
-                                         "cv_coverage": cf.get(f"cv_coverage_{cf.get('method', 'plain')}"),
-                                         "cv_coverage_plain": cf.get("cv_coverage_plain"),
-                                         "cv_coverage_normalised": cf.get("cv_coverage_normalised")})
+            runs = [fit_and_score(meth, s_, idx, n, b) for s_ in seeds]
+            fit_s = (time.time() - t0) / len(seeds)
+            row = {"labels": str(b) if b != "all" else f"all ({n})", "method": meth, "fit_s": round(fit_s, 1),
+                   "seeds": len(seeds)}
+            for k in runs[0][0]:
+                vals = [r[0][k] for r in runs]
+                ok = [v for v in vals if v is not None]
+                row[k] = float(np.mean(ok)) if ok else None
+                if len(seeds) > 1:
+                    row[k + "_sd"] = float(np.std(ok)) if ok else None
+            for j, cov in enumerate(runs[0][1]):
+                c = dict(cov, labels=row["labels"], seeds=len(seeds))
+                for k in ("coverage", "coverage_plain", "mean_halfwidth", "rmse", "ratio"):
+                    vals = [r[1][j][k] for r in runs if r[1][j][k] is not None]
+                    c[k] = float(np.mean(vals)) if vals else None
+                    if len(seeds) > 1:
+                        c[k + "_sd"] = float(np.std(vals)) if vals else None
+                coverage.append(c)
+            if meth == "pretrained head" and b == "all":
+                ood_model = runs[0][2]
+                ood_rows.extend(runs[0][3])
             rows.append(row)
             log(f"  {row['labels']:>9} {meth:16s} {fit_s:6.1f} s  unseen R2 CaCO3 "
                 f"{_f(row['unseen cores|CaCO3|r2'])} TOC {_f(row['unseen cores|TOC|r2'])}  "
@@ -294,7 +364,7 @@ def main(argv=None):
     md = render(rows, coverage, ood_rows, rotation, dict(quick=quick, n_spec=n_spec, n_cores=len(truth), steps=steps,
                                      label_cores=len(label_cores), pool=len(train_pool), sets=sets,
                                      t_sim=t_sim, t_pre=t_pre, t_all=time.time() - t_all, test_cores=test_cores,
-                                     head_of=head_of, seed=a.seed))
+                                     head_of=head_of, seed=a.seed, repeats=a.repeats))
     print(md)
     out = Path(a.out) if a.out else HERE / "results" / ("accuracy_quick.md" if quick else "accuracy.md")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -329,23 +399,28 @@ def rotation_coverage(base, X, S, cores, grid, budgets, seed, k: int = 5) -> lis
         for name, (val, splits) in schemes.items():
             got = {t: [] for t in TARGETS}
             width = {t: [] for t in TARGETS}
+            err = {t: [] for t in TARGETS}
             for tr, te in splits:
                 tr = rng.permutation(tr)
                 tr = tr if b == "all" else tr[:b]
                 reg, card = ft.finetune(base, X[tr], S.loc[tr, list(TARGETS)].reset_index(drop=True),
                                         groups=core_of[tr], grid=grid, mode="head", val=val, seed=seed,
                                         device="cpu", ood=False)
-                p = ft.Predictor.from_model(reg, card, device="cpu").predict_counts(X[te], grid)
+                scheme = "by-core" if val == "cores" else "within-core"
+                p = ft.Predictor.from_model(reg, card, device="cpu").predict_counts(X[te], grid, scheme=scheme)
                 for t in TARGETS:
                     y = S.loc[te, t].to_numpy(float)
                     got[t].append((y >= p[f"{t}_lo"].to_numpy()) & (y <= p[f"{t}_hi"].to_numpy()))
                     width[t].append((p[f"{t}_hi"] - p[f"{t}_lo"]).to_numpy(float) / 2)
+                    err[t].append(p[t].to_numpy(float) - y)
             for t in TARGETS:
                 g = np.concatenate(got[t])
                 per_fold = [float(x.mean()) for x in got[t]]
                 out.append({"labels": str(b), "scheme": name, "target": t, "coverage": float(g.mean()),
                             "fold_min": min(per_fold), "fold_max": max(per_fold), "n": int(len(g)),
-                            "mean_halfwidth": float(np.concatenate(width[t]).mean())})
+                            "mean_halfwidth": float(np.concatenate(width[t]).mean()),
+                            "rmse": float(np.sqrt(np.nanmean(np.concatenate(err[t]) ** 2)))})
+                out[-1]["ratio"] = out[-1]["mean_halfwidth"] / (1.645 * out[-1]["rmse"])
             log(f"  {b:>4} {name:15s} coverage CaCO3 {out[-2]['coverage']:.3f} TOC {out[-1]['coverage']:.3f}")
     return out
 
@@ -386,6 +461,12 @@ def _f(v, nd=3):
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
 
 
+def _pm(d, k, nd=3):
+    """A value, with its spread over seeds (``k + "_sd"``) when repeated."""
+    sd = d.get(k + "_sd")
+    return _f(d.get(k), nd) + (f" ± {_f(sd, nd)}" if sd is not None else "")
+
+
 def render(rows, coverage, ood_rows, rotation, info) -> str:
     tests = ", ".join(f"{c} ({info['head_of'][c]})" for c in info["test_cores"])
     L = [f"# Accuracy benchmark on SIMULATED cores ({'quick' if info['quick'] else 'full'})", "",
@@ -394,6 +475,13 @@ def render(rows, coverage, ood_rows, rotation, info) -> str:
          "published real-data figures except in shape.", "",
          f"- Archive: {info['n_spec']} spectra, {info['n_cores']} cores, 3 heads + 1 unseen head; "
          f"simulated in {info['t_sim']:.0f} s.",
+         "- Unseen head (`bench-unseen-head`, core UNSEENHEAD-1): outside the distribution the training heads are "
+         "drawn from (xrfcore.simulate.heads.random_head; named heads a/b/c), written as raw Avaatech folders and "
+         "imported with `xrfcore import` (energy calibrated at import): "
+         + "; ".join(d for _, d in UNSEEN_HEAD_CHANGES.values()) + "; everything else as avaatech-a.",
+         "- Fine-tuning: seeded (fine-tuning seed = benchmark seed), one BLAS/torch thread, deterministic torch "
+         f"kernels; full and scratch at <= 100 labels repeated over {info.get('repeats', 1)} seeds: mean, and "
+         "the spread (sd over seeds) after +-.",
          f"- Pretraining: tiny MAE, 0-10.24 keV window (32 tokens), {info['steps']} steps, {info['t_pre']:.0f} s.",
          f"- Labels: {info['label_cores']} label cores, 1 cm samples every 10 cm with lab error; training pool "
          f"{info['pool']} samples; budgets drawn as nested random subsets.",
@@ -409,37 +497,40 @@ def render(rows, coverage, ood_rows, rotation, info) -> str:
         L += [f"## {name}", "", "| labels | method | CaCO3 R2 | CaCO3 RMSE | TOC R2 | TOC RMSE | fit s |",
               "|---|---|---|---|---|---|---|"]
         for r in rows:
-            v = [r[f"{name}|{t}|{k}"] for t in TARGETS for k in ("r2", "rmse")]
-            L.append(f"| {r['labels']} | {r['method']} | {_f(v[0])} | {_f(v[1], 2)} | {_f(v[2])} | {_f(v[3], 3)} "
-                     f"| {r['fit_s']} |")
+            v = [_pm(r, f"{name}|{t}|{k}", 3 if k == "r2" or t == "TOC" else 2) for t in TARGETS for k in ("r2", "rmse")]
+            L.append(f"| {r['labels']} | {r['method']} | {v[0]} | {v[1]} | {v[2]} | {v[3]} | {r['fit_s']} |")
         L.append("")
-    L += ["## 90 % interval coverage (conformal)", "",
-          "Head mode calibrates on out-of-fold residuals of whole label cores and chooses between constant "
-          "widths (plain) and widths scaled by the ridge leverage of the embedding (normalised) by the "
-          "coverage measured when the calibration is cross-validated over the label cores (cv columns; "
-          "test cores never used). `coverage` is the interval the model gives; `plain` the constant-width "
-          "interval from the same residuals (the previous method). Full / scratch: split-conformal on the "
-          "validation split.", "",
-          "| labels | method | test | target | calibration | coverage | plain | n | mean half-width | plain half-width "
-          "| cv coverage (chosen / plain / normalised) |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += ["## 90 % intervals: coverage AND width", "",
+          "The calibration follows where the labels come from: the random split's samples come from the label "
+          "cores, so their intervals use the model's **within-core** calibration (residuals of held-out samples "
+          "of the labelled cores); the unseen cores have no lab samples in the model, so theirs use the "
+          "**by-core** calibration (residuals of whole held-out labelled cores). Both are stored in every card; "
+          "`xrfcore predict` picks one per core the same way. Head mode: 20-fold out-of-fold ridge residuals, "
+          "constant (plain) or leverage-normalised widths chosen by cross-validating the calibration; full / "
+          "scratch: a validation split of whole cores plus random samples of the others. Quantile: conformal "
+          "with >= 40 residuals, Student-t x RMS below (the largest of 10 residuals is no width). "
+          "`ratio` = mean half-width / (1.645 x RMSE) (1.0 = a perfectly calibrated Gaussian; target <= 1.5 "
+          "with coverage 0.88-0.92). TOC half-widths are in wt% of asymmetric log-space intervals.", "",
+          "| labels | method | test | scheme | target | calibration | coverage | mean half-width | RMSE | ratio "
+          "| n | plain coverage | cv coverage |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in coverage:
-        L.append(f"| {c['labels']} | {c['method']} | {c['test']} | {c['target']} | {c['calibration']} "
-                 f"| {_f(c['coverage'], 3)} | {_f(c['coverage_plain'], 3)} | {c['n']} | {_f(c['mean_halfwidth'], 3)} "
-                 f"| {_f(c['q'], 3)} | {_f(c['cv_coverage'], 3)} / {_f(c['cv_coverage_plain'], 3)} / "
-                 f"{_f(c['cv_coverage_normalised'], 3)} |")
+        L.append(f"| {c['labels']} | {c['method']} | {c['test']} | {c['scheme']} | {c['target']} | {c['calibration']} "
+                 f"| {_pm(c, 'coverage', 3)} | {_pm(c, 'mean_halfwidth', 3)} | {_pm(c, 'rmse', 3)} "
+                 f"| {_pm(c, 'ratio', 2)} | {c['n']} | {_f(c['coverage_plain'], 3)} | {_f(c['cv_coverage'], 3)} |")
     L += ["", "## 90 % interval coverage pooled over held-out label cores (pretrained head)", "",
           "The three test cores above are few: one core's level decides their coverage. Here the 20 label "
           "cores are split into 5 groups; each group is held out in turn and the model is fitted on a "
-          "budget of samples from the other 16 (calibrated by whole cores, the default). \"within cores\": "
-          "5 random folds of the same samples, calibrated with `val=\"random\"` (the case where the lab "
-          "samples come from the cores being predicted). TOC intervals are in log space (a factor either "
+          "budget of samples from the other 16 (intervals from the by-core calibration). \"within cores\": "
+          "5 random folds of the same samples, intervals from the within-core calibration (the case where "
+          "the lab samples come from the cores being predicted). TOC intervals are in log space (a factor either "
           "side); the half-width column is in wt%.", "",
-          "| labels | scheme | target | coverage | min-max over the 5 folds | n | mean half-width (wt%) |",
-          "|---|---|---|---|---|---|---|"]
+          "| labels | scheme | target | coverage | min-max over the 5 folds | n | mean half-width (wt%) | RMSE | ratio |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for c in rotation:
         L.append(f"| {c['labels']} | {c['scheme']} | {c['target']} | {c['coverage']:.3f} "
-                 f"| {c['fold_min']:.2f}-{c['fold_max']:.2f} | {c['n']} | {c['mean_halfwidth']:.3f} |")
+                 f"| {c['fold_min']:.2f}-{c['fold_max']:.2f} | {c['n']} | {c['mean_halfwidth']:.3f} "
+                 f"| {_f(c.get('rmse'), 3)} | {_f(c.get('ratio'), 2)} |")
     L += ["", "## Out-of-distribution score (pretrained head, all labels; flag = score > 1)", "",
           "| spectra | share flagged | median score | n |", "|---|---|---|---|"]
     for o in ood_rows:

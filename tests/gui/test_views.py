@@ -153,7 +153,7 @@ def test_numbers_and_names_for_operators():
     from app.model_actions import pretrain_summary
     assert sig(0.13908596336841583) == "0.1391" and sig(None) == "-" and sig(float("nan")) == "-"
     assert sig(1117.4, 3, "counts") == "1117 counts" and sig(0.008391234, 3) == "0.00839"
-    assert model_name({"name": "xrfcore-tiny-sim-v2c", "id": "mae-x"}) == "xrfcore-tiny-sim-v2c"
+    assert model_name({"name": "xrfcore-tiny-sim-v3", "id": "mae-x"}) == "xrfcore-tiny-sim-v3"
     assert model_name({}, "/m/finetuned-a/model") == "finetuned-a"
     text = pretrain_summary({"id": None, "metrics": {"train_loss": 0.13908596336841583, "val_loss": None},
                              "training": {"steps": 300}, "simulated_data": True},

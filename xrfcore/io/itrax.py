@@ -347,3 +347,33 @@ def _record(rel, payload, rows, table, table_path, folder, core, rep) -> Spectru
         header=header,
         warnings=warnings,
     )
+
+
+# --------------------------------------------------------------------------- sum spectrum
+
+SUM_NOTE = "kept as the scan's sum (not a depth)"
+
+
+def is_sum_spectrum_name(name: str) -> bool:
+    """``sumspectra.spe``, ``sumspectra_2.spe``...: the scan's sum spectrum, written by the Itrax
+    software beside the result table (not one measurement of the depth series)."""
+    low = str(name).replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return low.startswith("sumspectra") and low.endswith(".spe")
+
+
+def read_sum_spectrum(data: bytes, path: str = "<bytes>") -> ItraxSpe:
+    """An Itrax sum spectrum (``sumspectra*.spe``): the raw-spectrum layout (a ``Date:`` header,
+    CR-separated, then ``channel<TAB>content`` and channel/count rows) holding the sum of the
+    scan's spectra; its Position is not a depth. Raises only ParseError."""
+    return read_itrax_spe(data, path)
+
+
+def describe_sum_spectrum(spe: ItraxSpe) -> str:
+    """'Itrax sum spectrum: read (2048 channels, 5.1e+07 counts, Mo tube at 30 kV), kept as the
+    scan's sum (not a depth)' for the import report."""
+    parts = [f"{spe.counts.size} channels", f"{float(spe.counts.sum()):.3g} counts"]
+    anode, kv = spe.header.get("Tube anode", "").strip(), spe.number("Tube voltage")
+    if anode or kv is not None:
+        parts.append(" ".join(x for x in (f"{anode} tube" if anode else "",
+                                            f"at {kv:g} kV" if kv is not None else "") if x))
+    return f"Itrax sum spectrum: read ({', '.join(parts)}), {SUM_NOTE}"

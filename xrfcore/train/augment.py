@@ -138,9 +138,13 @@ class Augmenter:
     def _thin(x: torch.Tensor, keep: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         """Binomial thinning of (integer) counts, drawn on the CPU with the step's generator so the
         draws do not depend on the device."""
-        n = x.detach().cpu().round().clamp_min(0)
+        n = x.detach().cpu()
+        bad = ~torch.isfinite(n)          # torch.binomial never returns on a NaN count
+        n = torch.where(bad, 0.0, n).round().clamp_min(0)
         prob = keep.to(n.dtype)[:, None].expand_as(n).contiguous()
-        return torch.binomial(n, prob, generator=gen).to(x.device, x.dtype)
+        out = torch.binomial(n, prob, generator=gen)
+        out[bad] = float("nan")           # bad input stays bad, for the training's NaN guard
+        return out.to(x.device, x.dtype)
 
     def _broaden(self, x: torch.Tensor, fwhm_ev: torch.Tensor) -> torch.Tensor:
         """Each row convolved with its own Gaussian (integrated over channels, so narrow kernels

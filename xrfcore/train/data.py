@@ -58,9 +58,11 @@ def counts_sha256(X: np.ndarray) -> str:
 
 
 def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
-                 progress: ProgressFn = no_progress, token: CancelToken | None = None) -> SpectraSet:
+                 progress: ProgressFn = no_progress, token: CancelToken | None = None,
+                 on_run=None) -> SpectraSet:
     """All active, valid spectra of ``cores`` (default all) on ``cfg``'s grid; ``kv`` keeps only
-    spectra measured at that tube voltage."""
+    spectra measured at that tube voltage. ``on_run(core, run, run_data, keep)``: sees each run as
+    read (its own grid, before resampling), e.g. to check it against a model's window."""
     from xrfcore.store import Project
 
     parts = []
@@ -84,6 +86,8 @@ def load_project(project_path, cfg, *, cores=None, kv: float | None = None,
                 keep &= np.isclose(data.meta["kv"].to_numpy(float), kv)
             if not keep.any():
                 continue
+            if on_run is not None:
+                on_run(core, run, data, keep)
             X = _on_grid(data.counts[keep], data.grids.take(keep), cfg)
             scanner = data.meta["scanner"].astype(str).to_numpy()[keep] if "scanner" in data.meta \
                 else np.full(int(keep.sum()), "")

@@ -123,13 +123,17 @@ def checkpoint_path(resume) -> Path:
 
 def pretrain(X, cfg: ModelConfig, train_cfg: TrainConfig, progress: ProgressFn = no_progress,
              token: CancelToken | None = None, *, X_val=None, data_info: dict | None = None,
-             batch_hook=None, on_metrics=None):
+             batch_hook=None, on_metrics=None, init_state: dict | None = None,
+             init_transform: dict | None = None):
     """Pretrain a masked autoencoder on ``X`` (counts, (N, cfg.channels), on the model grid).
 
     ``X_val``: counts of held-out cores for validation. ``data_info``: what the card records about
     the data (cores, simulated flag, source...). ``batch_hook(step, indices)``: sees each batch's
     sample indices (tests). ``on_metrics(row)``: each metrics row (step, epoch, lr, loss,
     spectra_per_s, time_s[, val_loss]) as it is logged (live loss plots).
+    ``init_state`` / ``init_transform``: continue from an existing foundation model (its state dict,
+    same architecture and grid, and its fitted ``Transform.to_dict()``, kept as it is) instead of
+    random weights and a transform fitted to ``X`` (xrfcore.train.adapt); ignored when resuming.
     Under torchrun each rank trains on its shard; rank 0 writes files.
     Returns (model on its device, in eval mode, card). Raises ``Cancelled`` (nothing half-written:
     only complete checkpoints from earlier steps remain) or ``FloatingPointError`` on a NaN loss.
@@ -142,12 +146,13 @@ def pretrain(X, cfg: ModelConfig, train_cfg: TrainConfig, progress: ProgressFn =
     info = D.init_from_env(dev_pref.type == "cuda")
     try:
         return _pretrain(X, cfg, tc, progress if info.is_main else no_progress, token, X_val,
-                         data_info or {}, batch_hook, on_metrics, info, t_start)
+                         data_info or {}, batch_hook, on_metrics, info, t_start, init_state, init_transform)
     finally:
         D.shutdown(info)
 
 
-def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metrics, info, t_start):
+def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metrics, info, t_start,
+              init_state=None, init_transform=None):
     device = resolve_device(tc.device, info.local_rank)
     dtype = amp_dtype(device, tc.amp)
     out = Path(tc.out_dir) if tc.out_dir else None
@@ -175,6 +180,8 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
             raise ValueError(f"{tc.resume}: the training data differ from the checkpoint's "
                              "(sha256 mismatch); resume needs the same spectra")
         transform = transform_from_dict(resume_meta["transform"])
+    elif init_transform is not None:  # continued pretraining: the base model's fitted transform
+        transform = transform_from_dict(init_transform)
     else:
         transform = make_transform(tc.transform).fit(Xw)
     augmenter = Augmenter(tc.augment, cfg) if tc.augment is not None else None
@@ -200,7 +207,10 @@ def _pretrain(X, cfg, tc, progress, token, X_val, data_info, batch_hook, on_metr
     # -- model, optimizer ---------------------------------------------------------------------
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed % (2 ** 32))
-    model = MaskedAutoencoderViT(cfg).to(device)
+    model = MaskedAutoencoderViT(cfg)
+    if init_state is not None and resume_meta is None:
+        model.load_state_dict(init_state, strict=True)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas),
                                   foreach=device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
