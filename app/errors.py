@@ -33,14 +33,9 @@ def setup_logging() -> None:
     _configured = True
 
 
-def raised_by_h5py(exc: BaseException) -> bool:
-    """Whether the exception was raised inside h5py (an HDF5 file it could not read)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if "h5py" in tb.tb_frame.f_code.co_filename:
-            return True
-        tb = tb.tb_next
-    return False
+def _raised_by_h5py(exc: BaseException) -> bool:
+    from xrfcore.store import raised_by_h5py
+    return raised_by_h5py(exc)
 
 
 def plain_message(exc: BaseException) -> str:
@@ -52,7 +47,7 @@ def plain_message(exc: BaseException) -> str:
         return f"No permission to use {exc.filename}"
     if isinstance(exc, MemoryError):
         return "Not enough memory for this operation."
-    if isinstance(exc, (OSError, KeyError, RuntimeError)) and raised_by_h5py(exc):
+    if isinstance(exc, (OSError, KeyError, RuntimeError)) and _raised_by_h5py(exc):
         # a damaged project file that xrfcore.store did not already describe: no h5py jargon
         return ("The project file is damaged or unreadable (" + (text.splitlines()[0][:200] if text else
                 type(exc).__name__) + "); nothing was written; restore it from a backup, or import the "

@@ -127,13 +127,9 @@ def _progress_lines(desc: str):
     return progress
 
 
-def _raised_by_h5py(exc: BaseException) -> bool:
-    tb = exc.__traceback__
-    while tb is not None:
-        if "h5py" in tb.tb_frame.f_code.co_filename:
-            return True
-        tb = tb.tb_next
-    return False
+def _store():
+    from xrfcore import store  # imported late: `xrfcore --help` stays fast
+    return store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         kind = "" if isinstance(exc, (UserError, OSError, ValueError)) else f"{type(exc).__name__}: "
-        if isinstance(exc, (OSError, KeyError, RuntimeError)) and _raised_by_h5py(exc):
+        if isinstance(exc, (OSError, KeyError, RuntimeError)) and _store().raised_by_h5py(exc):
             # a damaged project that xrfcore.store did not already describe: one plain sentence
             where = getattr(args, "project", None) or "the project file"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

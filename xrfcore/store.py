@@ -78,6 +78,17 @@ class ProjectError(ValueError):
     """A project file that cannot be used (not a project, newer schema, missing core/run)."""
 
 
+def raised_by_h5py(exc: BaseException) -> bool:
+    """Whether the exception was raised inside h5py (an HDF5 file it could not read); the CLI and
+    the app turn such errors into the damaged-project sentence."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if "h5py" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class DamagedProjectError(ProjectError):
     """The project file is damaged (truncated, bad header, checksum mismatch, missing dataset)."""
 
