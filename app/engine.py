@@ -352,6 +352,26 @@ def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto",
     return {"card": card, "path": str(Path(out_dir) / "model")}
 
 
+def adapt_plan(project, device="auto") -> dict:
+    """Steps and (CPU) time the adaptation of a foundation model to this project would take."""
+    from xrfcore.store import Project
+    from xrfcore.train import adapt
+    from xrfcore.train.device import resolve_device
+    with Project.open(project) as p:
+        n = sum(p.n_spectra(c, r) for c in p.cores() for r in p.runs(c))
+    dev = resolve_device(device).type
+    return {**adapt.plan(n, dev), "n_spectra": n, "device": dev}
+
+
+def adapt_project(project, *, base=None, steps=None, device="auto", progress=no_progress, token=None) -> dict:
+    """Continue masked-spectrum pretraining of ``base`` on the project's spectra (xrfcore.train.adapt);
+    the adapted model goes into the user's models folder."""
+    from xrfcore.train import adapt
+    res = adapt.adapt(project, base=base, steps=steps, device=device, progress=progress, token=token)
+    res["table_text"] = adapt.table_text(res["table"])
+    return res
+
+
 _model_cache: dict[str, tuple] = {}
 
 

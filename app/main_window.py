@@ -241,6 +241,7 @@ class MainWindow(ModelActions, QMainWindow):
         self._action(v, "Overlay this depth", self.overlay_current, "Ctrl+D")
         self._action(v, "Sum depth range…", self.sum_depth_range)
         adv = mb.addMenu("&Advanced")
+        self.act_adapt = self._action(adv, "Adapt the model to this project…", self.adapt)
         self.act_pretrain = self._action(adv, "Pretrain on this project's spectra…", self.pretrain)
         self._action(adv, "Settings…", self.edit_settings)
         # the operator's journey, left to right, one click each
@@ -265,7 +266,7 @@ class MainWindow(ModelActions, QMainWindow):
 
     def _update_actions(self) -> None:
         has_core = self.view is not None
-        for a in (self.act_labels, self.act_report, self.act_pretrain):
+        for a in (self.act_labels, self.act_report, self.act_adapt, self.act_pretrain):
             a.setEnabled(self.project is not None)
         # fine-tuning needs lab samples that match this core's spectra: say why it is off
         n_lab = engine.matched_lab_samples(self.view) if has_core else 0

@@ -210,6 +210,41 @@ class ModelActions:
                              text="Pretraining", on_success=done)
         job.progress.connect(self.training.add_progress)
 
+    # ---------------------------------------------------------------- adapt
+    def adapt(self) -> None:
+        """Continue pretraining the base model on this project's spectra; afterwards the adapted
+        model is the base for fine-tuning and reconstruction of this session."""
+        if self.project is None:
+            return
+        plan = engine.adapt_plan(self.project, self.settings.device)
+        when = (f"About {plan['cpu_minutes']:.0f} min on this computer's CPU; fewer steps go faster "
+                "(a GPU, if you have one, is much faster: choose it in Settings)."
+                if plan["cpu_minutes"] is not None else f"On the GPU ({plan['device']}).")
+        base = self.foundation_path or self.base_model()
+        steps, ok = QInputDialog.getInt(
+            self, "Adapt the model to this project",
+            f"Continue pretraining {Path(str(base)).name} on this project's {plan['n_spectra']} spectra "
+            f"(some held out to measure it before and after).\n{when}\nOptimizer steps:",
+            plan["steps"], 10, 1_000_000, 50)
+        if not ok:
+            return
+        self.training.reset()
+        self.training.loss_plot.setVisible(True)
+        self.training.pvm_title.setText("")
+        self.tabs.setCurrentWidget(self.training)
+
+        def done(res):
+            self.foundation_path = res["path"]
+            self.training.metrics.setText(f"Adapted model saved in {short_path(res['out'])}.")
+            QMessageBox.information(self, "Adapt the model",
+                                    "Reconstruction error (masked, lower is better) on held-out spectra, "
+                                    f"before and after:\n\n{res['table_text']}\n\nThe adapted model is now the "
+                                    "base model for fine-tuning and reconstruction in this session.")
+        job = self.start_job(engine.adapt_project, self.project, base=base, steps=steps,
+                             device=self.settings.device, name="adapt", uses_torch=True,
+                             text="Adapting the model", on_success=done)
+        job.progress.connect(self.training.add_progress)
+
     # ---------------------------------------------------------------- settings, about
     def edit_settings(self) -> None:
         from app.dialogs.settings_dialog import SettingsDialog

@@ -336,3 +336,34 @@ def test_cancelled_finetune_saves_no_model(qtbot, project, lab_csv, tiny_mae, er
     assert d.outcome == "cancelled" and d.result is None
     assert "no model was saved" in d.status.text()
     assert not list(models_dir().rglob("model.json")) and not errors_shown
+
+
+def test_adapt_the_model_to_this_project(window, qtbot, project, monkeypatch, errors_shown):
+    """Advanced > Adapt: the time estimate is shown before, the before/after table after, and the
+    adapted model becomes the base for fine-tuning and reconstruction."""
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+    w = window
+    w.settings.device = "cpu"
+    w.open_project(str(project))
+    qtbot.waitUntil(lambda: w.view is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    asked, infos = [], []
+
+    def get_int(*a, **k):
+        asked.append(a[2])
+        return 3, True
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(get_int))
+    monkeypatch.setattr(QMessageBox, "information", staticmethod(lambda *a, **k: infos.append(a)))
+    assert w.act_adapt.isEnabled()
+    w.adapt()
+    qtbot.waitUntil(lambda: w.foundation_path is not None or bool(errors_shown), timeout=180_000)
+    wait_idle(qtbot, w)
+    assert not errors_shown, errors_shown
+    assert "min on this computer's CPU" in asked[0] and "spectra" in asked[0]
+    import json
+    from pathlib import Path
+    card = json.loads(Path(w.foundation_path).with_suffix(".json").read_text())
+    assert card["adapted_from"]["id"] and card["adaptation"]["steps"] == 3
+    table = infos[-1][2]
+    assert "before" in table and "after" in table and "all held-out" in table
+    assert w.recon_model() == w.foundation_path

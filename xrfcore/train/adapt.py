@@ -49,6 +49,23 @@ def default_steps(n_train: int, batch_size: int, device_type: str) -> int:
     return int(min(hi, max(lo, math.ceil(EPOCHS * n_train / max(1, batch_size)))))
 
 
+# wall seconds per 1,000 spectra drawn, tiny model, 2-core CPU (measured by test_adapt's CLI run on a
+# busy machine: 14.8 s, 9 CPU-s); a GPU is far faster: the estimate is for the CPU only
+CPU_S_PER_1000_SPECTRA = 15.0
+HOLDOUT_SHARE = 0.2   # about 1 core in 5, or 2 depth blocks in 10, is held out
+
+
+def plan(n_spectra: int, device_type: str = "cpu", batch_size: int = 128, steps: int | None = None) -> dict:
+    """Steps chosen for a project of ``n_spectra`` and, on the CPU, an estimate of the time:
+    {"steps", "batch_size", "spectra_drawn", "cpu_minutes"} (cpu_minutes None on a GPU)."""
+    n_train = max(1, int(round(n_spectra * (1 - HOLDOUT_SHARE))))
+    bs = max(1, min(int(batch_size), n_train))
+    n = int(steps) if steps else default_steps(n_train, bs, device_type)
+    drawn = n * bs
+    minutes = drawn / 1000 * CPU_S_PER_1000_SPECTRA / 60 if device_type == "cpu" else None
+    return {"steps": n, "batch_size": bs, "spectra_drawn": drawn, "cpu_minutes": minutes}
+
+
 def model_name(path, card: dict) -> str:
     p = Path(path)
     p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
