@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import operator
 import os
-import re
 import shutil
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +44,20 @@ import pandas as pd
 from xrfcore import __version__
 from xrfcore.io.records import SpectrumRecord
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
+from xrfcore.store_check import (  # noqa: F401 (re-exported)
+    ProjectError, raised_by_h5py, DamagedProjectError, _TMP_NAME, _user_path, _what, damaged,
+    _read_ds, _dataset, counts_sha256, content_sha256, _HDF5_SIGNATURE, _has_hdf5_signature,
+    _open_error)
+from xrfcore.store_lock import (  # noqa: F401 (re-exported)
+    TMP_SUFFIX, _locks, _locks_guard, _live_temps, _lock_for, _pid_alive, clean_stray_temps,
+    LOCK_SUFFIX, LOCK_GRACE_S, _fcntl, _OsLock, _lock_holder, _flock_nb, _acquire_file_lock,
+    _acquire_pid_lock, _fsync_file, _fsync_dir, RESERVE_BYTES, DiskFullError, _mb, _disk_full,
+    _is_disk_full, _check_free_space, _reserve_space)
 
 SCHEMA_VERSION = 1
 CHUNK_ROWS = 256
 GZIP_LEVEL = 1                         # level 1 inflates ~40 % faster than 4 for ~1 % more size (measured)
 CHUNK_CACHE_BYTES = 64 << 20          # a whole 1,000 x 2048 run decompresses without re-reads
-TMP_SUFFIX = ".xrfcore-tmp"
 
 # Nominal energy grids when the records carry none (keV per channel, offset keV).
 NOMINAL_GAIN = {"avaatech": 0.020, "itrax-2048": 0.01027, "itrax-1024": 0.0193}
@@ -72,80 +77,6 @@ COLUMNS: list[tuple[str, str]] = [
 CAL_COLUMNS = ("cal_gain_kev", "cal_offset_kev", "cal_source")
 COLUMN_KINDS = dict(COLUMNS)
 LOG_COLUMNS = ("time", "folder", "file", "status", "message")
-
-
-class ProjectError(ValueError):
-    """A project file that cannot be used (not a project, newer schema, missing core/run)."""
-
-
-def raised_by_h5py(exc: BaseException) -> bool:
-    """Whether the exception was raised inside h5py (an HDF5 file it could not read); the CLI and
-    the app turn such errors into the damaged-project sentence."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if "h5py" in tb.tb_frame.f_code.co_filename:
-            return True
-        tb = tb.tb_next
-    return False
-
-
-class DamagedProjectError(ProjectError):
-    """The project file is damaged (truncated, bad header, checksum mismatch, missing dataset)."""
-
-
-_TMP_NAME = re.compile(r"^\.(.+)\.\d+\.[0-9a-f]+" + re.escape(".xrfcore-tmp") + "$")
-
-
-def _user_path(filename) -> str:
-    """The project path a user knows (a transaction's temp copy named as its project)."""
-    p = Path(filename)
-    m = _TMP_NAME.match(p.name)
-    return str(p.parent / m.group(1)) if m else str(p)
-
-
-def _what(name: str) -> tuple[str, str]:
-    """(what is stored at an HDF5 path, in words; what to do besides restoring a backup)."""
-    parts = [x for x in str(name).split("/") if x]
-    if len(parts) >= 4 and parts[0] == "cores" and parts[2] == "runs":
-        col = parts[4] if len(parts) > 4 else "spectra"
-        thing = "spectra" if col == "spectra" else f"{col} values"
-        return f"the stored {thing} of core {parts[1]!r} run {parts[3]!r}", "re-import the core"
-    if len(parts) >= 3 and parts[0] == "cores" and parts[2] == "predictions":
-        model = f" of model {parts[3]!r}" if len(parts) > 3 else ""
-        return f"the stored predictions{model} for core {parts[1]!r}", "predict again"
-    if parts and parts[0] == "labels":
-        return "the stored lab samples", "load the lab samples again"
-    if parts and parts[0] == "import_log":
-        return "the stored import log", "re-import the cores into a new project"
-    return f"the stored data at {name}", "re-import the cores into a new project"
-
-
-def damaged(filename, name: str, problem: str) -> DamagedProjectError:
-    """The one-sentence error for damaged stored data at HDF5 path ``name``."""
-    what, todo = _what(name)
-    return DamagedProjectError(f"{_user_path(filename)}: {what} {problem}; nothing was written; "
-                               f"restore the file from a backup or {todo}")
-
-
-def _read_ds(ds: h5py.Dataset, sl=slice(None)) -> np.ndarray:
-    """ds[sl], with HDF5's checksum / decompression failures turned into DamagedProjectError."""
-    try:
-        return ds[sl]
-    except (OSError, RuntimeError) as exc:
-        problem = ("are damaged (checksum mismatch)" if ds.fletcher32
-                   else "are damaged (a stored block cannot be decoded)")
-        raise damaged(ds.file.filename, ds.name, problem) from None
-
-
-def _dataset(g: h5py.Group, key: str) -> h5py.Dataset:
-    """g[key], a missing or unreadable one being damage (not h5py's KeyError)."""
-    try:
-        ds = g[key]
-    except (KeyError, OSError, RuntimeError):
-        raise damaged(g.file.filename, f"{g.name}/{key}", "are missing (the file is damaged)") from None
-    if not isinstance(ds, h5py.Dataset):
-        raise damaged(g.file.filename, f"{g.name}/{key}", "are missing (the file is damaged)")
-    return ds
 
 
 class Grid(NamedTuple):
@@ -322,19 +253,6 @@ def _read_column(ds: h5py.Dataset, sl: slice) -> np.ndarray:
         out[:] = [x.decode("utf-8") for x in data.tolist()]
         return out
     return data
-
-
-def counts_sha256(counts: np.ndarray) -> str:
-    """sha256 of a run's counts as little-endian int32 (what ``read_run`` returns)."""
-    return hashlib.sha256(np.ascontiguousarray(counts, dtype="<i4").tobytes()).hexdigest()
-
-
-def content_sha256(counts_hash: str, depth, active) -> str:
-    """A run's content id: its counts, depths and active flags (what a prediction used)."""
-    h = hashlib.sha256(counts_hash.encode())
-    h.update(np.ascontiguousarray(depth, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(active, dtype=bool).tobytes())
-    return h.hexdigest()
 
 
 def _write_table(runs: h5py.Group, run: str, table, attrs: dict) -> None:
@@ -777,42 +695,6 @@ def check_schema(path: str | os.PathLike) -> int:
     return version
 
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def _has_hdf5_signature(path: Path) -> bool:
-    """The HDF5 signature at offset 0 or 512 * 2^k (where HDF5 looks for it)."""
-    try:
-        with open(path, "rb") as fh:
-            for off in (0, 512, 1024, 2048, 4096):
-                fh.seek(off)
-                if fh.read(8) == _HDF5_SIGNATURE:
-                    return True
-    except OSError:
-        return False
-    return False
-
-
-def _open_error(path, exc: BaseException) -> DamagedProjectError:
-    """One sentence for a project file HDF5 cannot open (instead of h5py's message)."""
-    text = str(exc).lower()
-    try:
-        size = f"{Path(path).stat().st_size:,} bytes"
-    except OSError:
-        size = "size unknown"
-    if "truncated" in text or "eof" in text:
-        what = f"truncated (the file ends early, {size}: an interrupted copy or a full disk?)"
-    elif "superblock" in text or "signature" in text:
-        what = "its HDF5 header (superblock) is damaged"
-    elif "checksum" in text:
-        what = "its internal structure is damaged (metadata checksum mismatch)"
-    else:  # h5py's 'Unable to synchronously open file (reason)': keep the reason only
-        m = re.search(r"\(([^()]*)\)\s*$", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        what = f"its internal structure cannot be read ({m.group(1) if m else type(exc).__name__})"
-    return DamagedProjectError(f"{path}: the project file is damaged: {what}; nothing was written; "
-                               "restore it from a backup, or import the cores again into a new project")
-
-
 # Migrations: MIGRATIONS[v] turns an open schema-v file into schema v+1 (in a transaction).
 MIGRATIONS: dict[int, Callable[[h5py.File], None]] = {}
 
@@ -827,195 +709,6 @@ def migrate(path: str | os.PathLike) -> int:
         finally:
             with contextlib.suppress(OSError):
                 lock.unlink()
-
-
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-_live_temps: set[str] = set()
-
-
-def _lock_for(path: Path) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(str(path.resolve()), threading.Lock())
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def clean_stray_temps(path: str | os.PathLike, *, locked: bool = False) -> list[Path]:
-    """Remove temp files left by killed transactions on this project (not live ones).
-    ``locked``: the caller holds the project's OS lock, so no other process is writing it and
-    every temp that is not this process's live one is stray (its pid may now be another program's)."""
-    path = Path(path)
-    removed = []
-    pat = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]+" + re.escape(TMP_SUFFIX) + "$")
-    for p in path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"):
-        m = pat.match(p.name)
-        if not m or str(p) in _live_temps:
-            continue
-        if not locked and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
-    return removed
-
-
-LOCK_SUFFIX = ".xrfcore-lock"
-LOCK_GRACE_S = 10        # a lock file without a readable pid younger than this may be being written
-
-try:                     # POSIX: an OS lock, released by the kernel when its process dies
-    import fcntl as _fcntl
-except ImportError:      # Windows: the pid-file lock below
-    _fcntl = None
-
-
-class _OsLock:
-    """An ``flock`` held on the lock file. ``unlink()`` releases it (same call as the Path of the
-    pid-file lock): the file is removed while still held, then unlocked and closed."""
-
-    def __init__(self, path: Path, fd: int):
-        self.path, self.fd = path, fd
-
-    def unlink(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        try:
-            _fcntl.flock(self.fd, _fcntl.LOCK_UN)   # also for forked children sharing the descriptor
-        finally:
-            os.close(self.fd)
-            self.fd = None
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-
-def _lock_holder(lock: Path) -> str:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return f" (pid {int(lock.read_text().split()[0])})"
-    return ""
-
-
-def _flock_nb(fd: int, grace_s: float = 0.5) -> None:
-    """flock without waiting for a live holder; a holder that has just died releases its lock a
-    moment after it is gone (measured: ~1 ms), so a busy lock is retried briefly first."""
-    deadline = _dt.datetime.now().timestamp() + grace_s
-    while True:
-        try:
-            _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if _dt.datetime.now().timestamp() >= deadline:
-                raise
-            threading.Event().wait(0.02)
-
-
-def _acquire_file_lock(path: Path):
-    """A lock beside the project, so two processes never write it at the same time (the second
-    would silently drop the first's changes at os.replace).
-
-    POSIX: an ``flock`` on ``.NAME.xrfcore-lock``, which dies with its process, so a lock file left
-    by a killed process, an empty one, or one naming a pid now used by another program never
-    blocks; the pid written into it only names the holder in the message. Elsewhere (or on a
-    file system without flock): the pid file alone, created exclusively.
-    """
-    lock = path.parent / f".{path.name}{LOCK_SUFFIX}"
-    if _fcntl is None:
-        return _acquire_pid_lock(path, lock)
-    for _ in range(5):
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError as exc:
-            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
-                               f"{exc.strerror or exc}); nothing was changed") from None
-        try:
-            _flock_nb(fd)
-        except BlockingIOError:
-            os.close(fd)
-            raise ProjectError(f"{path}: another xrfcore process{_lock_holder(lock)} is writing this "
-                               "project; try again when it has finished") from None
-        except OSError:          # no flock here (some network file systems): the pid file
-            os.close(fd)
-            return _acquire_pid_lock(path, lock)
-        try:                     # its holder may have released (removed) it between open and flock
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except OSError:
-            same = False
-        if not same:
-            os.close(fd)
-            continue
-        with contextlib.suppress(OSError):   # the holder's pid, for others' message only (disk full: none)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return _OsLock(lock, fd)
-    raise ProjectError(f"{path}: cannot lock the project for writing ({lock}); nothing was changed")
-
-
-def _acquire_pid_lock(path: Path, lock: Path) -> Path:
-    """The pid-file lock (no flock): created exclusively, the pid written in one write; a file
-    without a pid is taken over after LOCK_GRACE_S (its writer died between create and write)."""
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                text = lock.read_text().split()
-                pid = int(text[0]) if text else None
-                age = _dt.datetime.now().timestamp() - lock.stat().st_mtime
-            except (OSError, ValueError):
-                pid, age = None, 0.0
-                if not lock.exists():
-                    continue
-            if (pid is not None and pid != os.getpid() and _pid_alive(pid)) or (pid is None and age < LOCK_GRACE_S):
-                raise ProjectError(f"{path}: another xrfcore process{f' (pid {pid})' if pid else ''} is "
-                                   "writing this project; try again when it has finished")
-            with contextlib.suppress(OSError):      # left by a killed process: take it over
-                lock.unlink()
-            continue
-        except OSError as exc:
-            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
-                               f"{exc.strerror or exc}); nothing was changed") from None
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError as exc:                      # e.g. disk full: leave no empty lock behind
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                lock.unlink()
-            raise ProjectError(f"{path}: cannot lock the project for writing ({lock}: "
-                               f"{exc.strerror or exc}); nothing was changed") from None
-        os.close(fd)
-        return lock
-    raise ProjectError(f"{path}: cannot lock the project for writing ({lock})")
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -1084,60 +777,6 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
                     tmp.unlink()
             with contextlib.suppress(OSError):
                 lock.unlink()
-
-
-RESERVE_BYTES = 16 << 20   # disk space every write reserves beyond the project's size and reserve_bytes
-
-
-class DiskFullError(OSError):
-    """Not enough free disk space to write the project; nothing was changed."""
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
-
-
-def _disk_full(path: Path, folder: Path, need: int | None = None, free: int | None = None) -> DiskFullError:
-    detail = f" (it needs about {_mb(need)} free, {_mb(free)} are free)" if need is not None else ""
-    err = DiskFullError(f"{path}: the disk is full (No space left on device): not enough free space in {folder} to write the "
-                        f"project{detail}; nothing was changed (the project is as it was): free some "
-                        "space and try again")
-    err.errno = errno.ENOSPC
-    return err
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return True
-    return isinstance(exc, (OSError, RuntimeError)) and ("errno = 28" in str(exc)
-                                                         or "No space left on device" in str(exc))
-
-
-def _check_free_space(path: Path, folder: Path, need: int) -> None:
-    """Refuse up front when the temp copy of the project cannot fit."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if free < need:
-        raise _disk_full(path, folder, need, free)
-
-
-def _reserve_space(path: Path, tmp: Path, size: int) -> None:
-    """Allocate ``size`` bytes for the temp copy now (HDF5 truncates the file to its real end on
-    close), so HDF5 never meets a full disk while it writes: its writes fail inside the library
-    and leave it in a state that crashes the process at exit."""
-    if not hasattr(os, "posix_fallocate"):
-        return
-    fd = os.open(tmp, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, max(size, 1))
-    except OSError as exc:
-        if _is_disk_full(exc):
-            raise _disk_full(path, tmp.parent) from None
-        # EOPNOTSUPP / EINVAL: a file system that cannot preallocate; the free-space check stands
-    finally:
-        os.close(fd)
 
 
 def _migrate_unlocked(path: Path) -> int:
