@@ -368,7 +368,9 @@ def adapt_project(project, *, base=None, steps=None, device="auto", progress=no_
     the adapted model goes into the user's models folder."""
     from xrfcore.train import adapt
     res = adapt.adapt(project, base=base, steps=steps, device=device, progress=progress, token=token)
-    res["table_text"] = adapt.table_text(res["table"])
+    res["table_text"] = "\n".join(   # one line per row: a dialog wraps an aligned table badly
+        f"{r['held_out']}, {r['n_spectra']} spectra: before {r['before']:.5f}, after {r['after']:.5f}"
+        + (f" ({r['change_pct']:+.1f} %)" if r.get("change_pct") is not None else "") for r in res["table"])
     return res
 
 
