@@ -180,6 +180,13 @@ class ModelActions:
                        on_success=lambda r: self.recon.show_result(
                            r, f"{self.view.core} at {depth:.1f} mm{sim}: reconstructed by {label}"))
 
+    def _show_training(self) -> None:
+        """The Training tab, emptied, with the loss plot: pretraining and adapting fill it live."""
+        self.training.reset()
+        self.training.loss_plot.setVisible(True)
+        self.training.pvm_title.setText("")
+        self.tabs.setCurrentWidget(self.training)
+
     # ---------------------------------------------------------------- pretrain
     pretrain_options: dict = {}   # extra engine.pretrain_project arguments (tests use a small window)
 
@@ -194,10 +201,7 @@ class ModelActions:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         from xrfcore.outputs import fresh_folder  # never onto an existing model folder
         out = fresh_folder(models_dir(), f"pretrained-{Path(self.project).stem}-{stamp}")
-        self.training.reset()
-        self.training.loss_plot.setVisible(True)
-        self.training.pvm_title.setText("")
-        self.tabs.setCurrentWidget(self.training)
+        self._show_training()
 
         def done(res):
             self.foundation_path = res["path"]
@@ -228,10 +232,7 @@ class ModelActions:
             plan["steps"], 10, 1_000_000, 50)
         if not ok:
             return
-        self.training.reset()
-        self.training.loss_plot.setVisible(True)
-        self.training.pvm_title.setText("")
-        self.tabs.setCurrentWidget(self.training)
+        self._show_training()
 
         def done(res):
             self.foundation_path = res["path"]

@@ -9,17 +9,9 @@ foundation model to it on the CPU (few steps: the point is what the app shows, n
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+from _shots import HERE, private_home, pump, save_over_window
 
 
 def main() -> int:
@@ -27,28 +19,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE / "adapt_dialog.png"))
     ap.add_argument("--steps", type=int, default=60)
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="xrfcore-shots-"))
-    os.environ["XRFCORE_HOME"] = str(home)
+    home = private_home()
 
-    from PySide6.QtCore import QPoint
-    from PySide6.QtGui import QColor, QPainter
     from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
     app = QApplication.instance() or QApplication([])
     from app import engine
     from app.main_window import MainWindow
     from xrfcore import importer
-
-    def pump(cond=None, timeout=1800.0, settle=0.3):
-        end = time.monotonic() + timeout
-        while cond is not None and not cond() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
-        if cond is not None and not cond():
-            raise SystemExit("timed out")
-        t = time.monotonic() + settle
-        while time.monotonic() < t:
-            app.processEvents()
-            time.sleep(0.01)
 
     importer.import_folder(engine.sample_core_folder(), home / "sample.h5")
     win = MainWindow()
@@ -56,7 +33,7 @@ def main() -> int:
     win.show()
     win.settings.device = "cpu"
     win.open_project(str(home / "sample.h5"))
-    pump(lambda: win.view is not None and win.is_idle())
+    pump(app, lambda: win.view is not None and win.is_idle())
     asked = []
     QInputDialog.getInt = staticmethod(lambda *a, **k: (asked.append(a[2]), (args.steps, True))[1])
     shown = []
@@ -66,21 +43,11 @@ def main() -> int:
         shown.append(box)
     QMessageBox.information = staticmethod(information)
     win.adapt()
-    pump(lambda: bool(shown) and win.is_idle(), settle=1.0)
+    pump(app, lambda: bool(shown) and win.is_idle(), timeout=1800.0, settle=1.0)
     box = shown[-1]
-    box.show()
-    box.adjustSize()
-    pump(settle=0.5)
-    canvas = win.grab()
-    over = box.grab()
-    p = QPainter(canvas)
-    p.fillRect(canvas.rect(), QColor(0, 0, 0, 60))
-    p.drawPixmap(QPoint((canvas.width() - over.width()) // 2, (canvas.height() - over.height()) // 3), over)
-    p.end()
-    canvas.save(args.out)
+    save_over_window(app, win, box, args.out)
     print("asked:", asked[0].replace("\n", " | "))
     print("shown:", box.text())
-    print("saved", args.out)
     box.close()
     win.close()
     return 0

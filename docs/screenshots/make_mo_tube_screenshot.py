@@ -12,15 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+from _shots import HERE, REPO, private_home, pump, save_over_window
 ITRAX = Path(os.environ.get("XRFCORE_SHARED", REPO.parent / "shared")) / "reference" / "realdata" / "itrax" \
     / "CD166_19_S1_replicates"
 
@@ -31,11 +25,8 @@ def main() -> int:
     args = ap.parse_args()
     if not ITRAX.is_dir():
         raise SystemExit(f"real Itrax files not found at {ITRAX}")
-    home = Path(tempfile.mkdtemp(prefix="xrfcore-shots-"))
-    os.environ["XRFCORE_HOME"] = str(home)
+    home = private_home()
 
-    from PySide6.QtCore import QPoint
-    from PySide6.QtGui import QColor, QPainter
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
     from app import engine
@@ -43,18 +34,6 @@ def main() -> int:
     from app.main_window import MainWindow
     from xrfcore import importer
     from xrfcore.train import finetune as ft
-
-    def pump(cond=None, timeout=900.0, settle=0.3):
-        end = time.monotonic() + timeout
-        while cond is not None and not cond() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
-        if cond is not None and not cond():
-            raise SystemExit("timed out")
-        t = time.monotonic() + settle
-        while time.monotonic() < t:
-            app.processEvents()
-            time.sleep(0.01)
 
     # a model fine-tuned from the shipped foundation model on the SIMULATED sample core
     sample = engine.sample_core_folder()
@@ -70,28 +49,18 @@ def main() -> int:
     win.show()
     win.settings.device = "cpu"
     win.open_project(str(home / "CD166_19_S1.h5"))
-    pump(lambda: win.view is not None and win.is_idle())
+    pump(app, lambda: win.view is not None and win.is_idle())
     win.set_model(str(model_dir / "model"))
     win.select_depth(80.0)
-    pump(settle=0.5)
+    pump(app, settle=0.5)
 
     def shoot(dlg):
-        dlg.show()
-        dlg.adjustSize()
-        pump(settle=0.5)
-        canvas = win.grab()
-        over = dlg.grab()
-        p = QPainter(canvas)
-        p.fillRect(canvas.rect(), QColor(0, 0, 0, 60))   # dim the window behind the modal question
-        p.drawPixmap(QPoint((canvas.width() - over.width()) // 2, (canvas.height() - over.height()) // 3), over)
-        p.end()
-        canvas.save(args.out)
-        print("saved", args.out)
+        save_over_window(app, win, dlg, args.out)
         dlg.cancel_btn.click()
         return 0
     instrument_dialog.InstrumentMismatchDialog.exec = shoot
     win.predict()
-    pump(lambda: Path(args.out).exists() and win.is_idle())
+    pump(app, lambda: Path(args.out).exists() and win.is_idle())
     win.close()
     return 0
 

@@ -85,3 +85,27 @@ def synthetic_spectra(n=50, channels=2048, seed=0):
     base = 50 * np.exp(-e / 3) + 200 * np.exp(-0.5 * ((e - 3.69) / 0.07) ** 2) \
         + 80 * np.exp(-0.5 * ((e - 6.40) / 0.08) ** 2)
     return rng.poisson(base * rng.uniform(0.5, 1.5, (n, 1))).astype(np.int32), e
+
+
+@pytest.fixture
+def errors_shown(monkeypatch):
+    """Capture QMessageBox.critical instead of blocking on a modal dialog."""
+    from PySide6.QtWidgets import QMessageBox
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical",
+                        staticmethod(lambda parent, title, text, *a, **k: shown.append((title, text))))
+    return shown
+
+
+@pytest.fixture
+def window(qtbot, errors_shown):
+    """The main window, shown; its jobs cancelled and waited for afterwards."""
+    from app.main_window import MainWindow
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    for j in list(w.jobs):
+        j.cancel()
+    for j in list(w.jobs):
+        j.wait(20000)

@@ -15,15 +15,6 @@ def sha(path) -> str:
 
 
 @pytest.fixture
-def errors_shown(monkeypatch):
-    from PySide6.QtWidgets import QMessageBox
-    shown = []
-    monkeypatch.setattr(QMessageBox, "critical",
-                        staticmethod(lambda parent, title, text, *a, **k: shown.append((title, text))))
-    return shown
-
-
-@pytest.fixture
 def small_project(tmp_path):
     """A project holding a core SIM01-1 (6 spectra) from tmp/a/SIM01-1."""
     from xrfcore import importer

@@ -9,28 +9,6 @@ import pytest
 from tests.gui.conftest import wait_idle
 
 
-@pytest.fixture
-def errors_shown(monkeypatch):
-    from PySide6.QtWidgets import QMessageBox
-    shown = []
-    monkeypatch.setattr(QMessageBox, "critical",
-                        staticmethod(lambda parent, title, text, *a, **k: shown.append((title, text))))
-    return shown
-
-
-@pytest.fixture
-def window(qtbot, errors_shown):
-    from app.main_window import MainWindow
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    for j in list(w.jobs):
-        j.cancel()
-    for j in list(w.jobs):
-        j.wait(20000)
-
-
 def open_in(window, qtbot, path):
     window.open_project(str(path))
     qtbot.waitUntil(lambda: window.view is not None, timeout=30_000)

@@ -18,28 +18,6 @@ def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def errors_shown(monkeypatch):
-    """Capture QMessageBox.critical instead of blocking on a modal dialog."""
-    from PySide6.QtWidgets import QMessageBox
-    shown = []
-    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda parent, title, text, *a, **k: shown.append((title, text))))
-    return shown
-
-
-@pytest.fixture
-def window(qtbot, errors_shown):
-    from app.main_window import MainWindow
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    for j in list(w.jobs):
-        j.cancel()
-    for j in list(w.jobs):
-        j.wait(20000)
-
-
 def test_first_run_page(window):
     assert window.stack.currentWidget() is window.first
     assert "SIMULATED" in window.first.open_sample.text()
