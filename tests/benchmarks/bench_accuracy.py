@@ -150,6 +150,10 @@ def main(argv=None):
                     help="fine-tuning seeds for full / scratch at <= 100 labels (mean and spread)")
     ap.add_argument("--core-spectra", type=int, help="spectra per simulated core (quick 150, full 560)")
     ap.add_argument("--keep", help="keep the project and models in this folder")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: reuse the simulated, imported project kept there by an earlier run")
+    ap.add_argument("--methods", help="comma-separated subset of the methods (investigation runs)")
+    ap.add_argument("--budgets", help="comma-separated subset of the label budgets, e.g. 100,all")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     try:
@@ -162,6 +166,8 @@ def main(argv=None):
     core_spectra = a.core_spectra or core_spectra
     n_label_cores = 20
     budgets = [10, 50, 100, 500, "all"]
+    if a.budgets:
+        budgets = [b if b == "all" else int(b) for b in a.budgets.split(",")]
     steps = a.steps or (300 if quick else 6000)
     ft_epochs, patience = (15, 5) if quick else (60, 10)
     rng = np.random.default_rng(a.seed)
@@ -169,12 +175,17 @@ def main(argv=None):
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="xrf-bench-acc-"))
     work.mkdir(parents=True, exist_ok=True)
     project = work / "archive.h5"
-    if project.exists():
-        project.unlink()
-
-    log(f"simulating {n_cores} cores x {core_spectra} spectra, 3 heads, + 1 unseen-head core (SIMULATED)")
+    kept = work / "truth.pkl"
     t0 = time.time()
-    truth, head_of = simulate(project, n_cores, core_spectra, a.seed)
+    if a.reuse and project.exists() and kept.exists():
+        truth, head_of = pd.read_pickle(kept)
+        log(f"reusing the project kept in {work}")
+    else:
+        if project.exists():
+            project.unlink()
+        log(f"simulating {n_cores} cores x {core_spectra} spectra, 3 heads, + 1 unseen-head core (SIMULATED)")
+        truth, head_of = simulate(project, n_cores, core_spectra, a.seed)
+        pd.to_pickle((truth, head_of), kept)
     t_sim = time.time() - t0
     n_spec = sum(len(t) for t in truth.values())
     log(f"  {n_spec} spectra in {t_sim:.0f} s")
@@ -232,7 +243,8 @@ def main(argv=None):
     rand_test, train_pool = np.sort(pool[:n_rand]), pool[n_rand:]
     unseen = np.flatnonzero(is_test)
     unseen_head = np.flatnonzero(S.core.to_numpy() == "UNSEENHEAD-1")
-    sets = {"unseen cores": unseen, "unseen head": unseen_head, "random split": rand_test}
+    sets = {"unseen cores": unseen, "unseen cores, seen heads": np.setdiff1d(unseen, unseen_head),
+            "unseen head": unseen_head, "random split": rand_test}
     log(f"  training pool {len(train_pool)} samples on {len(label_cores)} cores; tests: "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
 
@@ -307,6 +319,8 @@ def main(argv=None):
     rows, coverage = [], []
     ood_model = None
     methods = ["NMF+SVR (published)", "NMF+SVR (tuned)", "scratch", "pretrained head", "pretrained full"]
+    if a.methods:
+        methods = [m_ for m_ in methods if m_ in a.methods.split(",")]
     for b in budgets:
         n = len(train_pool) if b == "all" else b
         if n > len(train_pool):
@@ -346,7 +360,7 @@ def main(argv=None):
                 f"random R2 CaCO3 {_f(row['random split|CaCO3|r2'])} TOC {_f(row['random split|TOC|r2'])}")
 
     log("interval coverage pooled over rotations of the label cores (pretrained head)")
-    rotation = rotation_coverage(base, X, S, label_cores, m.grid, [100, "all"], a.seed)
+    rotation = [] if "pretrained head" not in methods else rotation_coverage(base, X, S, label_cores, m.grid, [100, "all"], a.seed)
     if ood_rows:  # the same OOD scorer on the training cores' own single spectra, for scale
         p = ood_model.predict_counts(ref[::7], m.grid)
         ood_rows.insert(0, {"test": "label cores (single spectra)", "flagged": float(p["ood_flag"].mean()),
@@ -380,43 +394,62 @@ def main(argv=None):
     return 0
 
 
-def rotation_coverage(base, X, S, cores, grid, budgets, seed, k: int = 5) -> list[dict]:
-    """90 % interval coverage of pretrained-head models, pooled over k rotations of the label cores.
+def rotation_coverage(base, X, S, cores, grid, budgets, seed, k: int = 5, partitions: int = 3) -> list[dict]:
+    """90 % interval coverage of pretrained-head models, pooled over k rotations of the label cores,
+    repeated over ``partitions`` random partitions (seeds).
 
     "held-out cores": each of k groups of whole cores held out in turn, the model fitted (calibrated
     by whole cores, the default) on a budget of samples from the others. "within cores": k random
-    folds of the samples, the model calibrated with val="random" (labels from the cores it predicts)."""
-    rng = np.random.default_rng(seed + 7)
+    folds of the samples, the model calibrated with val="random" (labels from the cores it predicts).
+    The cores are few (20): coverage moves with which cores they are, so a standard error from a
+    bootstrap over cores (each core's share of covered samples, cores resampled) is reported."""
     core_of = S.core.to_numpy()
-    cores = list(rng.permutation(cores))
     rows_all = np.flatnonzero(np.isin(core_of, cores))
-    groups = [np.flatnonzero(np.isin(core_of, cores[i::k])) for i in range(k)]
-    rand = rng.permutation(rows_all)
-    schemes = {"held-out cores": ("cores", [(np.setdiff1d(rows_all, g), g) for g in groups]),
-               "within cores": ("random", [(np.setdiff1d(rows_all, f), f) for f in np.array_split(rand, k)])}
     out = []
     for b in budgets:
-        for name, (val, splits) in schemes.items():
+        for name, val in (("held-out cores", "cores"), ("within cores", "random")):
             got = {t: [] for t in TARGETS}
             width = {t: [] for t in TARGETS}
             err = {t: [] for t in TARGETS}
-            for tr, te in splits:
-                tr = rng.permutation(tr)
-                tr = tr if b == "all" else tr[:b]
-                reg, card = ft.finetune(base, X[tr], S.loc[tr, list(TARGETS)].reset_index(drop=True),
-                                        groups=core_of[tr], grid=grid, mode="head", val=val, seed=seed,
-                                        device="cpu", ood=False)
-                scheme = "by-core" if val == "cores" else "within-core"
-                p = ft.Predictor.from_model(reg, card, device="cpu").predict_counts(X[te], grid, scheme=scheme)
+            where = []
+            part_cov = {t: [] for t in TARGETS}
+            for part in range(partitions):
+                rng = np.random.default_rng(seed + 7 + 1000 * part)
+                perm = list(rng.permutation(cores))
+                rand = rng.permutation(rows_all)
+                if val == "cores":
+                    tests = [np.flatnonzero(np.isin(core_of, perm[i::k])) for i in range(k)]
+                else:
+                    tests = np.array_split(rand, k)
+                n0 = {t: len(got[t]) for t in TARGETS}
+                for te in tests:
+                    tr = rng.permutation(np.setdiff1d(rows_all, te))
+                    tr = tr if b == "all" else tr[:b]
+                    reg, card = ft.finetune(base, X[tr], S.loc[tr, list(TARGETS)].reset_index(drop=True),
+                                            groups=core_of[tr], grid=grid, mode="head", val=val, seed=seed,
+                                            device="cpu", ood=False)
+                    scheme = "by-core" if val == "cores" else "within-core"
+                    p = ft.Predictor.from_model(reg, card, device="cpu").predict_counts(X[te], grid, scheme=scheme)
+                    where.append(core_of[te])
+                    for t in TARGETS:
+                        y = S.loc[te, t].to_numpy(float)
+                        got[t].append((y >= p[f"{t}_lo"].to_numpy()) & (y <= p[f"{t}_hi"].to_numpy()))
+                        width[t].append((p[f"{t}_hi"] - p[f"{t}_lo"]).to_numpy(float) / 2)
+                        err[t].append(p[t].to_numpy(float) - y)
                 for t in TARGETS:
-                    y = S.loc[te, t].to_numpy(float)
-                    got[t].append((y >= p[f"{t}_lo"].to_numpy()) & (y <= p[f"{t}_hi"].to_numpy()))
-                    width[t].append((p[f"{t}_hi"] - p[f"{t}_lo"]).to_numpy(float) / 2)
-                    err[t].append(p[t].to_numpy(float) - y)
+                    part_cov[t].append(float(np.concatenate(got[t][n0[t]:]).mean()))
+            wc = np.concatenate(where)
             for t in TARGETS:
                 g = np.concatenate(got[t])
                 per_fold = [float(x.mean()) for x in got[t]]
+                # bootstrap over cores: resample cores with replacement, pooled coverage of their samples
+                brng = np.random.default_rng(seed + 99)
+                uc = np.unique(wc)
+                hit = np.array([g[wc == c].sum() for c in uc], float)
+                cnt = np.array([(wc == c).sum() for c in uc], float)
+                boot = [hit[ix].sum() / cnt[ix].sum() for ix in brng.integers(0, len(uc), (2000, len(uc)))]
                 out.append({"labels": str(b), "scheme": name, "target": t, "coverage": float(g.mean()),
+                            "se_cores": float(np.std(boot)), "partitions": part_cov[t],
                             "fold_min": min(per_fold), "fold_max": max(per_fold), "n": int(len(g)),
                             "mean_halfwidth": float(np.concatenate(width[t]).mean()),
                             "rmse": float(np.sqrt(np.nanmean(np.concatenate(err[t]) ** 2)))})
@@ -486,14 +519,15 @@ def render(rows, coverage, ood_rows, rotation, info) -> str:
          f"- Labels: {info['label_cores']} label cores, 1 cm samples every 10 cm with lab error; training pool "
          f"{info['pool']} samples; budgets drawn as nested random subsets.",
          f"- Tests: unseen cores {tests} "
-         f"(n={len(info['sets']['unseen cores'])}, samples every 3 cm); unseen head alone "
+         f"(n={len(info['sets']['unseen cores'])}, samples every 3 cm); the two seen-head cores alone "
+         f"(n={len(info['sets']['unseen cores, seen heads'])}); unseen head alone "
          f"(n={len(info['sets']['unseen head'])}); random split of the label cores (n={len(info['sets']['random split'])}).",
          "- Baseline: NMF+SVR (published) = the settings of Lee et al. 2022 (whole 2048-channel spectrum / its "
          "sum, NMF 4 (CaCO3) / 13 (TOC) components, cd solver, 10,000 iterations, RBF SVR gamma 1000, C 100 / 10, "
          "on ln wt%); NMF+SVR (tuned) = a variant tuned here (model window, components by CV, scaler, C 10, "
          "gamma scale).",
          f"- Total time {info['t_all'] / 60:.1f} min.", ""]
-    for name in ("unseen cores", "unseen head", "random split"):
+    for name in ("unseen cores", "unseen cores, seen heads", "unseen head", "random split"):
         L += [f"## {name}", "", "| labels | method | CaCO3 R2 | CaCO3 RMSE | TOC R2 | TOC RMSE | fit s |",
               "|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -523,12 +557,17 @@ def render(rows, coverage, ood_rows, rotation, info) -> str:
           "cores are split into 5 groups; each group is held out in turn and the model is fitted on a "
           "budget of samples from the other 16 (intervals from the by-core calibration). \"within cores\": "
           "5 random folds of the same samples, intervals from the within-core calibration (the case where "
-          "the lab samples come from the cores being predicted). TOC intervals are in log space (a factor either "
+          "the lab samples come from the cores being predicted). Each is repeated over 3 random partitions "
+          "and pooled; the coverage of each partition is listed, and `SE (cores)` is the standard error of "
+          "the pooled coverage from a bootstrap over the 20 cores (which cores they are moves the coverage "
+          "more than anything else at this size). TOC intervals are in log space (a factor either "
           "side); the half-width column is in wt%.", "",
-          "| labels | scheme | target | coverage | min-max over the 5 folds | n | mean half-width (wt%) | RMSE | ratio |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "| labels | scheme | target | coverage | SE (cores) | by partition | min-max over the folds | n "
+          "| mean half-width (wt%) | RMSE | ratio |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in rotation:
-        L.append(f"| {c['labels']} | {c['scheme']} | {c['target']} | {c['coverage']:.3f} "
+        L.append(f"| {c['labels']} | {c['scheme']} | {c['target']} | {c['coverage']:.3f} | {_f(c.get('se_cores'), 3)} "
+                 f"| {' / '.join(f'{v:.3f}' for v in c.get('partitions', []))} "
                  f"| {c['fold_min']:.2f}-{c['fold_max']:.2f} | {c['n']} | {c['mean_halfwidth']:.3f} "
                  f"| {_f(c.get('rmse'), 3)} | {_f(c.get('ratio'), 2)} |")
     L += ["", "## Out-of-distribution score (pretrained head, all labels; flag = score > 1)", "",
