@@ -363,6 +363,13 @@ def adapt_plan(project, device="auto") -> dict:
     return {**adapt.plan(n, dev), "n_spectra": n, "device": dev}
 
 
+def adapted_model(project) -> dict | None:
+    """The newest installed model adapted to this project (an earlier session's too): {"path", "name"}."""
+    from xrfcore.models_registry import adapted_for
+    hit = adapted_for(project)
+    return {"path": str(Path(hit["path"]).with_suffix("")), "name": hit["name"]} if hit else None
+
+
 def adapt_project(project, *, base=None, steps=None, device="auto", progress=no_progress, token=None) -> dict:
     """Continue masked-spectrum pretraining of ``base`` on the project's spectra (xrfcore.train.adapt);
     the adapted model goes into the user's models folder."""

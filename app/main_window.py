@@ -139,6 +139,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.idx = 0
         self.model_path: str | None = None          # fine-tuned regressor used by Predict
         self.foundation_path: str | None = None     # masked autoencoder used by Reconstruction
+        self.foundation_for: str | None = None      # the project it was pretrained / adapted on, if any
         self.demo = False
         self.traces: set[tuple[str, str]] = set()
 
@@ -397,6 +398,7 @@ class MainWindow(ModelActions, QMainWindow):
 
     def _on_project_info(self, path: str, info: dict, view: engine.CoreView | None = None) -> None:
         self.project, self.info = path, info
+        self.offer_adapted(path)
         self.settings.add_recent(path)
         self.settings.save()
         self.first.set_recent(self.settings.recent_projects)

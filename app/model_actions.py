@@ -54,7 +54,7 @@ class ModelActions:
         if card.get("kind") == "regressor":
             self.set_model(stem)
         else:
-            self.foundation_path = stem
+            self.foundation_path, self.foundation_for = stem, None
             self.statusBar().showMessage(f"Base model for fine-tuning and reconstruction: {stem}", 8000)
 
     def save_model(self) -> None:
@@ -204,7 +204,7 @@ class ModelActions:
         self._show_training()
 
         def done(res):
-            self.foundation_path = res["path"]
+            self.foundation_path, self.foundation_for = res["path"], self.project
             self.training.metrics.setText(pretrain_summary(res["card"], out))
             QMessageBox.information(self, "Pretraining", f"Model saved in {out}.\nIt is now the base "
                                     "model for fine-tuning and reconstruction in this session.")
@@ -215,6 +215,17 @@ class ModelActions:
         job.progress.connect(self.training.add_progress)
 
     # ---------------------------------------------------------------- adapt
+    def offer_adapted(self, project: str) -> None:
+        """A model adapted to this project (in this or an earlier session) is the base for
+        fine-tuning and reconstruction; one made for another project is dropped on switching."""
+        hit = engine.adapted_model(project)
+        if hit:
+            self.foundation_path, self.foundation_for = hit["path"], project
+            self.statusBar().showMessage(f"Fine-tuning starts from {hit['name']}, the model adapted to this "
+                                         "project (Advanced > Load model to choose another)", 12000)
+        elif self.foundation_for not in (None, project):
+            self.foundation_path = self.foundation_for = None
+
     def adapt(self) -> None:
         """Continue pretraining the base model on this project's spectra; afterwards the adapted
         model is the base for fine-tuning and reconstruction of this session."""
@@ -235,7 +246,7 @@ class ModelActions:
         self._show_training()
 
         def done(res):
-            self.foundation_path = res["path"]
+            self.foundation_path, self.foundation_for = res["path"], self.project
             self.training.metrics.setText(f"Adapted model saved in {short_path(res['out'])}.")
             QMessageBox.information(self, "Adapt the model",
                                     "Reconstruction error (masked, lower is better) on held-out spectra, "

@@ -127,6 +127,16 @@ def default_model(kind: str = "mae") -> Path | None:
     return None
 
 
+def adapted_for(project, extra=()) -> dict | None:
+    """The newest installed foundation model adapted to ``project`` (``xrfcore adapt``: its card's
+    ``adaptation.project`` is this project's resolved path), as a :func:`list_models` entry; None if
+    there is none. Fine-tuning offers it by default for that project, in later sessions too."""
+    key = os.path.normcase(str(Path(project).resolve()))
+    hits = [e for e in list_models(extra, kind="mae") if "error" not in e
+            and os.path.normcase(str((e.get("adaptation") or {}).get("project", ""))) == key]
+    return max(hits, key=lambda e: str(e.get("created", ""))) if hits else None
+
+
 def resolve(model: str | os.PathLike | None, kind: str = "mae") -> Path:
     """A model given as a path, an installed model's name or id, "default" or None -> its path.
 

@@ -345,3 +345,19 @@ def test_adapt_the_model_to_this_project(window, qtbot, project, monkeypatch, er
     table = infos[-1][2]
     assert "before" in table and "after" in table and "all held-out" in table
     assert w.recon_model() == w.foundation_path
+    # a later session (a fresh window) opening the same project offers the adapted model by default;
+    # opening another project drops it
+    adapted = w.foundation_path
+    w.foundation_path = w.foundation_for = None
+    w.open_project(str(project))
+    qtbot.waitUntil(lambda: w.foundation_path is not None, timeout=30_000)
+    wait_idle(qtbot, w)
+    assert w.foundation_path == adapted
+    assert "adapted to this project" in w.statusBar().currentMessage()
+    other = Path(str(project)).with_name("other.h5")
+    import shutil
+    shutil.copyfile(project, other)
+    w.open_project(str(other))
+    qtbot.waitUntil(lambda: w.project == str(other.resolve()), timeout=30_000)
+    wait_idle(qtbot, w)
+    assert w.foundation_path is None
