@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 from app import engine
 from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
+from app.plot_actions import PlotActions
 from app.settings import Settings, log_dir
 from app.views.downcore_view import DowncoreView
 from app.views.reconstruction_view import ReconstructionView
@@ -122,7 +123,7 @@ class ProgressPanel(QWidget):
             self.job.cancel()
 
 
-class MainWindow(ModelActions, QMainWindow):
+class MainWindow(ModelActions, PlotActions, QMainWindow):
     idleChanged = Signal(bool)
     coreShown = Signal()
 
@@ -223,6 +224,9 @@ class MainWindow(ModelActions, QMainWindow):
         self.act_labels = self._action(f, "Load lab samples…", self.load_lab_samples, "Ctrl+L")
         self.act_export = self._action(f, "Export CSV…", self.export_csv, "Ctrl+E")
         self.act_report = self._action(f, "Import log", self.show_import_log)
+        f.addSeparator()
+        self._action(f, "Save or copy a plot…", self.save_plot, "Ctrl+Shift+S",
+                     tip="PNG, SVG or PDF at a chosen size, or the clipboard, with title and provenance")
         f.addSeparator()
         self._action(f, "Quit", self.close, "Ctrl+Q")
         m = mb.addMenu("&Model")

@@ -44,6 +44,7 @@ def reconstruct(model, card: dict, counts, mask_ratio: float = 0.5, seed: int = 
       loss            masked-patch mean squared error in model space (as in training), per spectrum
       rmse_hidden     root mean squared error in counts over hidden channels, per spectrum
       relative_hidden sum |error| / sum measured over hidden channels, per spectrum
+      patch_size      channels per patch (the unit the mask hides)
     """
     model = getattr(model, "module", model)
     cfg = model.cfg
@@ -75,7 +76,7 @@ def reconstruct(model, card: dict, counts, mask_ratio: float = 0.5, seed: int = 
     out = {"measured": measured.astype(np.float32), "energies_kev": _energies(cfg), "mask": ch_mask,
            "reconstruction": rec.astype(np.float32), "error": err.astype(np.float32), "loss": loss,
            "rmse_hidden": rmse, "relative_hidden": rel, "mask_ratio": float(pmask.float().mean()),
-           "seed": int(seed)}
+           "seed": int(seed), "patch_size": int(cfg.patch_size)}
     if single:
         for k in ("measured", "mask", "reconstruction", "error"):
             out[k] = out[k][0]

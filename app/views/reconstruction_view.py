@@ -1,4 +1,8 @@
-"""Reconstruction view: measured spectrum, masked patches shaded, the model's reconstruction."""
+"""Reconstruction view: measured spectrum, masked patches shaded, the model's reconstruction.
+
+Log counts by default (the peaks and the background both matter); the measured curve is drawn over
+the reconstruction, so the model's guess never hides what was measured; hovering a hidden patch
+shows that patch's error."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +37,13 @@ class ReconstructionView(QWidget):
         self.plot.addLegend(offset=(-10, 10))
         self.plot.setMenuEnabled(False)
         cache_axes(self.plot.getPlotItem())
+        # the reconstruction wide and pale underneath, the measured spectrum thin and dark on top
+        self.recon = self.plot.plot([], [], pen=pg.mkPen(QColor(214, 39, 40, 150), width=3), name="reconstruction")
         self.measured = self.plot.plot([], [], pen=pg.mkPen("#1f4e99", width=1.1), name="measured")
-        self.recon = self.plot.plot([], [], pen=pg.mkPen("#d62728", width=1.3), name="reconstruction")
+        self.recon.setZValue(1)
+        self.measured.setZValue(2)
+        self.patch_errors: list[tuple] = []    # (first channel, last channel + 1, relative error, rmse)
+        self.plot.scene().sigMouseMoved.connect(self._on_hover)
 
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(5, 95)
@@ -47,14 +56,17 @@ class ReconstructionView(QWidget):
         self.new_btn = QPushButton("New mask")
         self.new_btn.clicked.connect(self.new_mask)
         self.log_box = QCheckBox("Log counts")
+        self.log_box.setChecked(True)
+        self.plot.setLogMode(y=True)
         self.log_box.toggled.connect(self._on_log)
         self.all_box = QCheckBox("Also on visible channels")
         self.all_box.setToolTip("By default the reconstruction is drawn only where the model could not "
                                 "see the spectrum (grey bands): that is the test of the model")
         self.all_box.toggled.connect(self._redraw)
         self.error_label = QLabel("No reconstruction yet")
+        self.hover_label = QLabel("Hover a grey (hidden) patch for its error")
         self.title = QLabel("Reconstruction: open a project and a model")
-        for lab in (self.title, self.error_label):   # long texts wrap instead of widening the tab
+        for lab in (self.title, self.error_label, self.hover_label):   # long texts wrap instead of widening the tab
             lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
             lab.setWordWrap(True)
 
@@ -71,6 +83,7 @@ class ReconstructionView(QWidget):
         lay.addLayout(bar)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.error_label)
+        lay.addWidget(self.hover_label)
 
     def mask_ratio(self) -> float:
         return self.slider.value() / 100.0
@@ -118,6 +131,8 @@ class ReconstructionView(QWidget):
         for r in self.mask_regions:
             self.plot.removeItem(r)
         self.mask_regions = []
+        self.energies_shown = e
+        self.patch_errors = patch_errors(measured, recon, mask, int(result.get("patch_size", 16)))
         step = float(e[1] - e[0]) if len(e) > 1 else 1.0
         for a, b in runs_of_true(mask):
             r = pg.LinearRegionItem(values=(e[a] - step / 2, e[b - 1] + step / 2), movable=False,
@@ -140,6 +155,26 @@ class ReconstructionView(QWidget):
         if title:
             self.title.setText(title)
 
+    def patch_at(self, energy_kev: float) -> tuple | None:
+        """The hidden patch under an energy: (first, end, relative error, rmse), or None."""
+        e = getattr(self, "energies_shown", None)
+        if e is None or not len(e):
+            return None
+        i = int(np.clip(np.searchsorted(e, energy_kev), 0, len(e) - 1))
+        return next((p for p in self.patch_errors if p[0] <= i < p[1]), None)
+
+    def _on_hover(self, pos) -> None:
+        vb = self.plot.getPlotItem().vb
+        if not vb.sceneBoundingRect().contains(pos) or not self.patch_errors:
+            return
+        p = self.patch_at(vb.mapSceneToView(pos).x())
+        e = self.energies_shown
+        text = ("Hover a grey (hidden) patch for its error" if p is None else
+                f"Hidden patch {e[p[0]]:.2f}-{e[p[1] - 1]:.2f} keV: relative error {p[2]:.1%}, "
+                f"RMSE {sig(p[3], 3, 'counts')}")
+        self.hover_label.setText(text)
+        self.plot.setToolTip(text if p is not None else "")
+
     def masked_spans(self) -> int:
         return len(self.mask_regions)
 
@@ -153,5 +188,17 @@ class ReconstructionView(QWidget):
         for r in self.mask_regions:
             self.plot.removeItem(r)
         self.mask_regions = []
+        self.patch_errors = []
         self._last = None
         self.error_label.setText("No reconstruction yet")
+
+
+def patch_errors(measured, recon, mask, patch: int) -> list[tuple]:
+    """Per hidden patch: (first channel, end, sum |error| / sum measured, RMSE in counts)."""
+    out = []
+    for a in range(0, len(mask) - patch + 1, patch):
+        if mask[a:a + patch].all():
+            err = recon[a:a + patch] - measured[a:a + patch]
+            out.append((a, a + patch, float(np.abs(err).sum() / max(measured[a:a + patch].sum(), 1e-9)),
+                        float(np.sqrt(np.mean(err ** 2)))))
+    return out

@@ -215,8 +215,9 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     assert len(w.recon.recon.getData()[0]) > 0 and "hidden" in w.recon.error_label.text()
     # the fine-tuned model's own base autoencoder reconstructs, named in the title
     assert w.recon_model().endswith("base_mae") and "base of the fine-tuned model" in w.recon.title.text()
+    assert w.recon.log_box.isChecked()                       # log counts by default: data in log10
     y = w.recon.recon.getData()[1]
-    assert np.nanmin(y) >= 0 and np.isnan(y).any()          # hidden channels only, no negative counts
+    assert np.nanmin(y) >= np.log10(0.5) - 1e-9 and np.isnan(y).any()  # hidden channels only, >= 0.5 counts
     w.recon.new_mask()
     qtbot.waitUntil(lambda: [r.getRegion() for r in w.recon.mask_regions] != first, timeout=60_000)
     wait_idle(qtbot, w)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyqtgraph as pg
+import pytest
 from PySide6.QtCore import Qt
 
 from tests.gui.conftest import synthetic_spectra
@@ -88,7 +90,23 @@ def test_reconstruction_view_shades_masked_patches(qtbot):
            "energies_kev": np.arange(512) * 0.02, "error": np.full(512, 0.1),
            "rmse_hidden": 0.1, "relative_hidden": 0.1, "loss": 0.2}
     res["reconstruction"][20] = -300.0                      # a model's guess can undershoot zero
+    assert v.log_box.isChecked()                            # log counts by default
+    assert v.measured.zValue() > v.recon.zValue()           # measured drawn over the reconstruction
+    v.log_box.setChecked(False)
     v.show_result(res, "test")
+    # per hidden patch (16 channels): three patches, the error of each on hover
+    assert [(a, b) for a, b, *_ in v.patch_errors] == [(16, 32), (32, 48), (96, 112)]
+    assert v.patch_at(100 * 0.02)[2] == pytest.approx(0.1)
+    assert v.patch_at(60 * 0.02) is None
+    first = v.patch_at(20 * 0.02)
+    assert first[2] == pytest.approx((300 + 1 + 15 * 0.1) / 16)
+    vb = v.plot.getPlotItem().vb
+    v.resize(600, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    vb.setRange(xRange=(0, 10.24), yRange=(0, 2), padding=0)
+    v._on_hover(vb.mapViewToScene(pg.Point(100 * 0.02, 1.0)))
+    assert "Hidden patch 1.92-2.22 keV: relative error 10.0%" in v.hover_label.text()
     assert v.masked_spans() == 2
     assert "10.0%" in v.error_label.text()
     # drawn only on the hidden channels, never below zero counts
