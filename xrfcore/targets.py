@@ -159,6 +159,30 @@ def parse_units(spec, targets=DEFAULT_TARGETS) -> tuple[dict[str, str], str | No
     return out, None
 
 
+def usable(wanted, y: pd.DataFrame) -> list[str]:
+    """The targets to fit: a default one (CaCO3, TOC) without 2 labels is skipped as before; any
+    other target must be in ``y``, numeric, with at least 2 labels (else a ValueError naming it)."""
+    out = []
+    for t in wanted:
+        if t not in y.columns:
+            if t in DEFAULT_TARGETS:
+                continue
+            have = [c for c in y.columns if c not in RESERVED]
+            raise ValueError(f"target {t!r} is not in the lab samples (their values: {', '.join(have) or 'none'}); "
+                             "load a lab table with that column as a target")
+        vals = pd.to_numeric(y[t], errors="coerce")
+        if vals.notna().sum() < y[t].notna().sum():
+            raise ValueError(f"target {t!r}: the lab column is not numeric")
+        if vals.notna().sum() < 2:
+            if t in DEFAULT_TARGETS:
+                continue
+            raise ValueError(f"target {t!r}: only {int(vals.notna().sum())} labelled samples; need at least 2")
+        out.append(t)
+    if not out:
+        raise ValueError(f"no target with at least 2 labels among {', '.join(wanted)}")
+    return out
+
+
 def skewness(v) -> float:
     """Sample skewness (Fisher-Pearson, biased); NaN with fewer than 3 values or no spread."""
     v = np.asarray(v, float)

@@ -348,7 +348,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     t0 = time.time()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    targets = _usable_targets(cfg.targets, y)
+    targets = tg.usable(cfg.targets, y)
     X = np.asarray(X)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"spectra ({X.shape}) and labels ({len(y)} rows) do not match")
@@ -534,30 +534,6 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     return reg, card
 
 
-def _usable_targets(wanted, y: pd.DataFrame) -> list[str]:
-    """The targets to fit: a default one (CaCO3, TOC) without 2 labels is skipped as before; any
-    other target must be in ``y``, numeric, with at least 2 labels (else a ValueError naming it)."""
-    out = []
-    for t in wanted:
-        if t not in y.columns:
-            if t in TARGETS:
-                continue
-            have = [c for c in y.columns if c not in tg.RESERVED]
-            raise ValueError(f"target {t!r} is not in the lab samples (their values: {', '.join(have) or 'none'}); "
-                             "load a lab table with that column as a target")
-        vals = pd.to_numeric(y[t], errors="coerce")
-        if vals.notna().sum() < y[t].notna().sum():
-            raise ValueError(f"target {t!r}: the lab column is not numeric")
-        if vals.notna().sum() < 2:
-            if t in TARGETS:
-                continue
-            raise ValueError(f"target {t!r}: only {int(vals.notna().sum())} labelled samples; need at least 2")
-        out.append(t)
-    if not out:
-        raise ValueError(f"no target with at least 2 labels among {', '.join(wanted)}")
-    return out
-
-
 def _json_list(a) -> list:
     """Floats for JSON, with None where not finite (NaN is not valid JSON)."""
     return [float(v) if np.isfinite(v) else None for v in np.asarray(a, float)]
@@ -616,7 +592,10 @@ def _save_finetuned(out: Path, reg, card: dict, mae=None, base_card: dict | None
         # the regressor's card vouches for the autoencoder it scores with (checked by Predictor)
         card["ood"]["mae_weights_sha256"] = json.loads(Path(mae_card).read_text())["weights_sha256"]
     path = checkpoint.save(out / "model", reg, card)
-    return json.loads(Path(path).read_text())
+    full = json.loads(Path(path).read_text())
+    from xrfcore.train.card_md import finetuned_markdown
+    (out / "model.md").write_text(finetuned_markdown(full), encoding="utf-8")  # inside the staging folder
+    return full
 
 
 def _predict_norm(reg, Xin, device, batch) -> np.ndarray:
