@@ -42,13 +42,15 @@ def finetuned_markdown(card: dict) -> str:
     alpha = (card.get("finetune_config") or {}).get("alpha", 0.1)
     for t, m in metrics.items():
         c = conf.get(t, {})
-        q = c.get("q")
+        q, avg = c.get("q"), ""
+        if c.get("method") == "normalised" and c.get("cv_mean_halfwidth_normalised") is not None:
+            q, avg = c["cv_mean_halfwidth_normalised"], " on average"
         if q is None:
             iv = "n/a"
         elif c.get("space") == "log":
-            iv = f"x/ {math.exp(q):.2f}"
+            iv = f"x/ {math.exp(q):.2f}{avg}"
         else:
-            iv = f"+- {q:.4g} {units.get(t, '')}".rstrip()
+            iv = f"+- {q:.4g} {units.get(t, '')}".rstrip() + avg
         u = units.get(t, "")
         lines.append(f"| {t} | {_num(m.get('r2'))} | {_num(m.get('rmse'), '.4g')} {u} | {_num(m.get('mae'), '.4g')} {u} | "
                      f"{m.get('n', '')} | {iv} ({round(100 * (1 - alpha))} % conformal, {c.get('method', 'plain')}) |")
