@@ -48,6 +48,7 @@ class CoreView:
     prediction: pd.DataFrame | None = None
     prediction_meta: dict = field(default_factory=dict)
     simulated: bool = False
+    label_targets: dict = field(default_factory=dict)   # target -> unit of the stored lab samples
 
 
 def project_info(path, *, progress=no_progress, token: CancelToken | None = None) -> dict:
@@ -77,6 +78,8 @@ def load_core(path, core: str, run: str, *, progress=no_progress,
     with store.Project.open(path) as p:
         rd = p.read_run(core, run)
         labs = p.labels(core)
+        from xrfcore.targets import stored
+        label_targets = stored(p.labels_meta(), p.labels())
         preds = p.predictions(core)
         pred, pmeta = (None, {})
         if preds:
@@ -91,7 +94,7 @@ def load_core(path, core: str, run: str, *, progress=no_progress,
     scanner = " ".join(map(str, rd.meta["scanner"].unique())) if "scanner" in rd.meta else ""
     sim = "simulated" in scanner.lower() or bool(rd.attrs.get("simulated", False))
     progress(2, 2, "read")
-    return CoreView(str(path), core, run, rd, order, depth[order], labs, preds, pred, pmeta, sim)
+    return CoreView(str(path), core, run, rd, order, depth[order], labs, preds, pred, pmeta, sim, label_targets)
 
 
 def open_project(path, *, progress=no_progress, token: CancelToken | None = None):
@@ -116,6 +119,30 @@ def prediction_stale(path, core: str, model_id: str, meta: dict, df) -> list[str
     """xrfcore.predict.stale_reasons (the spectra, lab samples or model changed since)."""
     from xrfcore import predict
     return predict.stale_reasons(path, core, model_id, meta, df)
+
+
+def label_targets(project) -> dict[str, str]:
+    """{target: unit} of the lab samples stored in a project (empty when none)."""
+    from xrfcore import labels
+    return labels.stored_targets(project) if project else {}
+
+
+def view_targets(view) -> dict[str, str]:
+    """{target: unit} the downcore view shows for a core: CaCO3 and TOC (always), the stored lab
+    samples' targets and the shown prediction's targets."""
+    from xrfcore.targets import DEFAULT_TARGETS, DEFAULT_UNIT
+    out = {t: DEFAULT_UNIT for t in DEFAULT_TARGETS}
+    if view is None:
+        return out
+    pmeta = getattr(view, "prediction_meta", None) or {}
+    pred = getattr(view, "prediction", None)
+    units = pmeta.get("units") or {}
+    for t in pmeta.get("targets") or []:
+        if pred is None or t in pred.columns:
+            out.setdefault(t, units.get(t, ""))
+    for t, u in (getattr(view, "label_targets", None) or {}).items():
+        out.setdefault(t, u)
+    return out
 
 
 def matched_lab_samples(view) -> int:
@@ -244,7 +271,7 @@ def warm_up(*, progress=no_progress, token=None) -> dict:
     return {"cuda": bool(torch.cuda.is_available()), "threads": torch.get_num_threads()}
 
 
-def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaCO3", "TOC"),
+def finetune_project(project, base_model, out_dir, *, mode="head", targets=None,
                      epochs=60, device="auto", allow_instrument_mismatch=False, progress=no_progress,
                      token=None) -> dict:
     """Fine-tune on the lab samples stored in the project (xrfcore matches them, builds the
@@ -259,7 +286,7 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
                              "or pretrain one (Advanced > Pretrain on this project's spectra)")
     reg, card, match = ft.finetune_project(
         str(project), None, str(base_model) if base_model else None, str(out_dir), mode=mode,
-        targets=tuple(targets), epochs=int(epochs), device=device, progress=progress, token=token,
+        targets=tuple(targets) if targets else None, epochs=int(epochs), device=device, progress=progress, token=token,
         allow_instrument_mismatch=allow_instrument_mismatch)
     held_out = validation_points(card)
     if held_out is not None:
@@ -270,7 +297,8 @@ def finetune_project(project, base_model, out_dir, *, mode="head", targets=("CaC
         measured = {t: match.samples[t].to_numpy(float) for t in card["targets"]}
         predicted = {t: pred[t].to_numpy(float) for t in card["targets"]}
         fit = "training fit"
-    return {"card": card, "path": str(Path(out_dir) / "model"), "measured": measured,
+    from xrfcore.targets import units_of
+    return {"card": card, "path": str(Path(out_dir) / "model"), "measured": measured, "units": units_of(card),
             "predicted": predicted, "fit": fit, "scheme": (card.get("validation") or {}).get("scheme", "")}
 
 

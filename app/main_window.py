@@ -421,7 +421,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
                 citem.addChild(ritem)
             for mid in c.get("predictions", []):
                 pitem = QTreeWidgetItem([f"prediction: {mid}"])
-                pitem.setToolTip(0, f"CaCO3/TOC predicted by model {mid}: click to show it")
+                pitem.setToolTip(0, f"Lab targets predicted by model {mid}: click to show it")
                 pitem.setData(0, Qt.UserRole, (c["core"], "prediction:" + mid))
                 citem.addChild(pitem)
             if first is None and c["runs"]:
@@ -518,7 +518,8 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         if v is None:
             return
         labs = v.labels
-        for t in ("CaCO3", "TOC"):
+        self.downcore.set_targets(engine.view_targets(v))  # a panel per target (CaCO3, TOC, Fe...)
+        for t in self.downcore.targets():
             if len(labs) and t in labs.columns:
                 top = labs["depth_top_mm"] if "depth_top_mm" in labs else None
                 bot = labs["depth_bottom_mm"] if "depth_bottom_mm" in labs else None
@@ -527,7 +528,9 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
                 self.downcore.set_lab_samples(t, [], [])
 
     def _draw_prediction(self, df, meta: dict) -> None:
-        for t in ("CaCO3", "TOC"):
+        if self.view is not None and set(self.downcore.targets()) != set(engine.view_targets(self.view)):
+            self.show_labels()  # new panels for the prediction's targets, with the lab samples
+        for t in self.downcore.targets():
             if t in df.columns:
                 self.downcore.set_prediction(t, df["depth_mm"], df[t], df.get(f"{t}_lo"), df.get(f"{t}_hi"))
         if "ood_flag" in df.columns:

@@ -96,7 +96,7 @@ class ModelActions:
         self.training.loss_plot.setVisible(result["card"].get("mode") != "head")
         self.training.show_validation(result["measured"], result["predicted"],
                                       result["card"].get("metrics", {}), fit=result.get("fit", "validation"),
-                                      scheme=result.get("scheme", ""))
+                                      scheme=result.get("scheme", ""), units=result.get("units"))
 
     def predict(self) -> None:
         if self.view is None or not self.model_path:

@@ -11,7 +11,10 @@ so never negative, clamped to 100 wt%.
   chosen by cross-validation, a StandardScaler, C 10, gamma "scale", 400 NMF iterations.
 
 Both mirror `train.finetune.finetune`: counts and a target table in, a fitted model
-(``.predict(X) -> DataFrame``) and a card out.
+(``.predict(X) -> DataFrame``) and a card out. Any lab target can be fitted: CaCO3 and TOC as
+published (ln, clamped to 0-100 wt%); another target (Fe, BSi...) with the CaCO3 settings, on ln(y)
+when ``xrfcore.targets.log_rule`` says so (labels all > 0 and right-skewed), else linear, clamped at 0
+when its labels are all >= 0.
 """
 from __future__ import annotations
 
@@ -55,9 +58,24 @@ def _published_pipeline(target: str, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import SVR
 
-    p = PUBLISHED[target]
+    p = _settings(target)
     return make_pipeline(NMF(n_components=p["n_components"], random_state=seed, **PUBLISHED_NMF),
                          SVR(kernel="rbf", C=p["C"], gamma=p["gamma"]))
+
+
+def _space(t: str, v: np.ndarray) -> dict:
+    """ln (CaCO3, TOC as published; others when the log rule says so) or linear, and the clamp."""
+    from xrfcore import targets as tg
+
+    if t in TARGETS:
+        return {"space": "log", "clamp": [0.0, 100.0], "reason": "published: ln(wt%)"}
+    log, reason, _ = tg.log_rule(v)
+    return {"space": "log" if log else "linear", "clamp": [0.0, None] if np.nanmin(v) >= 0 else [None, None],
+            "reason": reason}
+
+
+def _to(v: np.ndarray, sp: dict) -> np.ndarray:
+    return np.log(np.clip(v, LN_FLOOR, None)) if sp["space"] == "log" else v
 
 
 @dataclass
@@ -66,6 +84,7 @@ class BaselineModel:
     pipes: dict = field(default_factory=dict)
     chosen: dict = field(default_factory=dict)   # target -> {"n_components": k, "cv_rmse_ln": ...}
     channels: int = 0
+    spaces: dict = field(default_factory=dict)   # target -> {"space", "clamp"}; missing: ln, 0-100
 
     def predict(self, X) -> pd.DataFrame:
         Xn = sum_normalise(X)
@@ -75,14 +94,19 @@ class BaselineModel:
         for t in self.targets:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out[t] = np.clip(np.exp(self.pipes[t].predict(Xn)), 0, 100)
+                sp = self.spaces.get(t, {"space": "log", "clamp": [0.0, 100.0]})
+                z = self.pipes[t].predict(Xn)
+                lo = -np.inf if sp["clamp"][0] is None else sp["clamp"][0]
+                hi = np.inf if sp["clamp"][1] is None else sp["clamp"][1]
+                out[t] = np.clip(np.exp(np.minimum(z, 700)) if sp["space"] == "log" else z, lo, hi)
         return pd.DataFrame(out)
 
 
 def fit_baseline(X, y: pd.DataFrame, *, targets=TARGETS, components=(2, 4, 8, 13), cv: int = 5,
                  C: float = 10.0, gamma="scale", seed: int = 0, progress=no_progress,
                  token: CancelToken | None = None):
-    """Fit NMF + SVR per target; the number of NMF components is chosen by k-fold CV (RMSE of ln y).
+    """Fit NMF + SVR per target; the number of NMF components is chosen by k-fold CV (RMSE of ln y,
+    or of y for a target modelled linearly).
 
     X: (n, C) counts; y: DataFrame with the target columns (NaN = not measured, skipped per target).
     Returns (BaselineModel, card dict).
@@ -90,9 +114,7 @@ def fit_baseline(X, y: pd.DataFrame, *, targets=TARGETS, components=(2, 4, 8, 13
     from sklearn.model_selection import KFold, cross_val_score
 
     Xn = sum_normalise(X)
-    targets = [t for t in targets if t in y.columns]
-    if not targets:
-        raise ValueError("no target column (CaCO3 or TOC) to fit")
+    targets = _present(targets, y)
     model = BaselineModel(targets=targets, channels=Xn.shape[1])
     steps = len(targets) * (len(components) + 1)
     done = 0
@@ -101,7 +123,8 @@ def fit_baseline(X, y: pd.DataFrame, *, targets=TARGETS, components=(2, 4, 8, 13
         ok = np.isfinite(v)
         if ok.sum() < 3:
             raise ValueError(f"{t}: only {int(ok.sum())} labelled samples; need at least 3")
-        Xt, zt = Xn[ok], np.log(np.clip(v[ok], LN_FLOOR, None))
+        model.spaces[t] = _space(t, v[ok])
+        Xt, zt = Xn[ok], _to(v[ok], model.spaces[t])
         k = min(cv, int(ok.sum()))
         grid = [c for c in components if c < min(Xt.shape)] or [min(components[0], min(Xt.shape) - 1) or 1]
         scores = {}
@@ -120,7 +143,7 @@ def fit_baseline(X, y: pd.DataFrame, *, targets=TARGETS, components=(2, 4, 8, 13
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.pipes[t] = _pipeline(best, seed, C, gamma).fit(Xt, zt)
-        model.chosen[t] = {"n_components": int(best), "cv_rmse_ln": scores[best],
+        model.chosen[t] = {"n_components": int(best), "cv_rmse_ln": scores[best], **model.spaces[t],
                            "cv_grid": {str(k_): v_ for k_, v_ in scores.items()}, "n_train": int(ok.sum())}
         done += 1
         progress(done, steps, f"baseline {t}: fitted with {best} components")
@@ -137,9 +160,7 @@ def fit_published(X, y: pd.DataFrame, *, targets=TARGETS, seed: int = 0, progres
     target columns (NaN = not measured, skipped per target). Returns (BaselineModel, card dict).
     """
     Xn = sum_normalise(X)
-    targets = [t for t in targets if t in y.columns and t in PUBLISHED]
-    if not targets:
-        raise ValueError("no target column (CaCO3 or TOC) to fit")
+    targets = _present(targets, y)
     model = BaselineModel(targets=targets, channels=Xn.shape[1])
     for i, t in enumerate(targets):
         if token is not None:
@@ -150,12 +171,30 @@ def fit_published(X, y: pd.DataFrame, *, targets=TARGETS, seed: int = 0, progres
             raise ValueError(f"{t}: only {int(ok.sum())} labelled samples; need at least 3")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NMF convergence chatter with few samples
-            model.pipes[t] = _published_pipeline(t, seed).fit(Xn[ok], np.log(np.clip(v[ok], LN_FLOOR, None)))
-        model.chosen[t] = {**PUBLISHED[t], "n_train": int(ok.sum())}
+            model.spaces[t] = _space(t, v[ok])
+            model.pipes[t] = _published_pipeline(t, seed).fit(Xn[ok], _to(v[ok], model.spaces[t]))
+        model.chosen[t] = {**_settings(t), "n_train": int(ok.sum()), **model.spaces[t]}
         progress(i + 1, len(targets), f"baseline (published) {t}: fitted")
     card = {"kind": "baseline-nmf-svr-published", "targets": targets, "seed": seed,
-            "settings": {t: {**PUBLISHED[t], **PUBLISHED_NMF} for t in targets},
+            "settings": {t: {**_settings(t), **PUBLISHED_NMF} for t in targets},
             "chosen": model.chosen, "channels": model.channels,
             "note": "" if model.channels == PUBLISHED_CHANNELS else
             f"fitted on {model.channels} channels; the paper used {PUBLISHED_CHANNELS}"}
     return model, card
+
+
+def _settings(target: str) -> dict:
+    """The published settings of a target; a target the paper did not fit: CaCO3's."""
+    return PUBLISHED.get(target, PUBLISHED["CaCO3"])
+
+
+def _present(targets, y: pd.DataFrame) -> list:
+    """The targets ``y`` has (CaCO3 / TOC missing: skipped; another target missing: an error)."""
+    missing = [t for t in targets if t not in y.columns and t not in TARGETS]
+    if missing:
+        raise ValueError(f"target {', '.join(map(repr, missing))} not in the lab samples "
+                         f"(columns: {', '.join(map(str, y.columns))})")
+    out = [t for t in targets if t in y.columns]
+    if not out:
+        raise ValueError("no target column (CaCO3 or TOC) to fit")
+    return out

@@ -1,7 +1,7 @@
 """`xrfcore` command line: one dispatcher; each area registers its own subcommands.
 
 Areas: ``cli_project`` (import, info, export-spectra), ``cli_simulate`` (simulate,
-simulate-archive), ``cli_pretrain`` (pretrain, reconstruct, models), ``cli_finetune``
+simulate-archive), ``cli_pretrain`` (pretrain, reconstruct, models), ``cli_labels`` (labels), ``cli_finetune``
 (finetune, predict, export, bench), ``cli_models`` (models).
 Each module has ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
 """
@@ -15,8 +15,8 @@ import sys
 
 from xrfcore import __version__
 
-AREAS = ("xrfcore.cli_project", "xrfcore.cli_simulate", "xrfcore.cli_pretrain", "xrfcore.cli_finetune",
-         "xrfcore.cli_models")
+AREAS = ("xrfcore.cli_project", "xrfcore.cli_simulate", "xrfcore.cli_pretrain", "xrfcore.cli_labels",
+         "xrfcore.cli_finetune", "xrfcore.cli_models")
 
 
 class UserError(Exception):

@@ -7,23 +7,27 @@ import sys
 from pathlib import Path
 
 from xrfcore.cli import nonnegative_float, positive_float, positive_int
+from xrfcore.cli_labels import add_lab_options, print_lab
 
 
 def register(sub) -> None:
     """Add this area's subcommands to the argparse sub-parsers."""
-    p = sub.add_parser("finetune", help="fine-tune a pretrained model on lab samples (CaCO3, TOC)")
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on lab samples (CaCO3, TOC or any lab column)")
     p.add_argument("-p", "--project", required=True, help="project file (.h5)")
-    p.add_argument("--labels", required=True, help="lab samples CSV (core, depth interval or mid-depth, CaCO3, TOC)")
+    p.add_argument("--labels", help="lab samples CSV (core, depth interval or mid-depth, CaCO3, TOC, other lab "
+                   "values); default: the lab samples stored in the project (`xrfcore labels`)")
     p.add_argument("--model", help="pretrained model: a path (.safetensors/.json or folder) or an installed model's "
                    "name (`xrfcore models`); default: the shipped foundation model; not used by --mode scratch "
                    "unless given")
     p.add_argument("--mode", choices=("head", "full", "scratch"), default="head")
-    p.add_argument("--targets", default="CaCO3,TOC", help="comma-separated: CaCO3, TOC or both")
     p.add_argument("--val", choices=("cores", "random"), default="cores",
                    help="validation and interval calibration by whole cores (predicting new cores) or by a "
                    "random split (the lab samples come from the cores being predicted)")
-    p.add_argument("--log-targets", default="TOC", metavar="LIST",
-                   help="targets modelled as ln(wt%%), intervals a factor either side (default: TOC; 'none')")
+    p.add_argument("--log-targets", metavar="LIST",
+                   help="targets modelled as ln(value), intervals a factor either side ('none': every target "
+                   "linear); default: TOC log, CaCO3 linear, any other target log when its labels are all > 0 "
+                   "and right-skewed (the card says which and why)")
+    p.add_argument("--linear-targets", metavar="LIST", help="targets modelled linearly whatever the rule says")
     p.add_argument("--epochs", type=positive_int, default=60, help="epochs for full/scratch (early stopping)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=None, help="learning rate (full: 1e-5 for the encoder, 10x for the head; scratch: 5e-4)")
@@ -34,13 +38,7 @@ def register(sub) -> None:
     p.add_argument("--allow-instrument-mismatch", action="store_true",
                    help="fine-tune even on runs from another tube, kV or energy range than the base model's")
     p.add_argument("--tolerance-mm", type=nonnegative_float, default=5.0, help="nearest-spectrum tolerance for mid-depths")
-    p.add_argument("--depth-unit", choices=("mm", "cm", "m"), help="unit of the depth columns (default: from names)")
-    p.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
-                   help="column mapping, e.g. --map top=Top --map CaCO3='Carb %%' (roles: core top bottom mid CaCO3 TOC sample)")
-    p.add_argument("--core", help="core name when the lab file has no core column")
-    p.add_argument("--units", metavar="UNIT",
-                   help="unit of the lab values when the column headers do not state it: wt%% or fraction "
-                   "(every target), or per target, e.g. CaCO3=wt%%,TOC=fraction")
+    add_lab_options(p)
     p.add_argument("--accept-lab-warnings", action="store_true",
                    help="use lab samples that need a check (covering under a fifth of a core, e.g. cm read "
                    "as mm; TOC above 20 wt%%): refused without this")
@@ -51,7 +49,8 @@ def register(sub) -> None:
                    "one stays intact until the new one is complete)")
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("predict", help="predict CaCO3/TOC with intervals and OOD flags at every depth")
+    p = sub.add_parser("predict", help="predict the model's targets (CaCO3/TOC...) with intervals and OOD flags "
+                       "at every depth")
     p.add_argument("model", help="fine-tuned model folder (or .safetensors/.json)")
     p.add_argument("-p", "--project", required=True)
     p.add_argument("--core", action="append", help="core (repeatable; default: all cores)")
@@ -95,9 +94,16 @@ def cmd_finetune(args) -> int:
     from xrfcore.cli import UserError, progress_bar
     from xrfcore.train.finetune import finetune_project
 
-    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    log_targets = tuple(t.strip() for t in args.log_targets.split(",") if t.strip() and t.strip().lower() != "none")
-    extra = {}
+    from xrfcore import targets as tg
+
+    targets = tg.parse_list(args.targets)
+    if args.labels is None and (args.map or args.depth_unit or args.core or args.units):
+        raise UserError("--map, --depth-unit, --core and --units describe a lab CSV: give it with --labels")
+    log_list = tg.parse_list(args.log_targets) or ()
+    extra = {"linear_targets": tg.parse_list(args.linear_targets) or ()}
+    if [t.lower() for t in log_list] == ["none"]:  # every target linear
+        log_list, extra["linear_targets"] = (), "all"
+    log_targets = log_list
     if args.lr is not None:
         extra["lr" if args.mode == "full" else "lr_scratch"] = args.lr
     mapping = _mapping(args.map, args.core)
@@ -107,7 +113,20 @@ def cmd_finetune(args) -> int:
     except OutputRefused as exc:
         raise UserError(str(exc)) from None
     # read first so a bad file fails with its own message before anything heavy starts
-    lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core, units=args.units)
+    if args.labels is not None:
+        from xrfcore.targets import DEFAULT_TARGETS
+        lab = lb.read_lab_csv(args.labels, mapping or None, args.depth_unit, core=args.core, units=args.units,
+                              targets=None if set(targets or ()) <= set(DEFAULT_TARGETS) else targets)
+        names = list(targets or lab.targets)
+    else:
+        lab = None
+        have = lb.stored_targets(args.project)
+        if not have:
+            raise UserError(f"{args.project}: no lab samples stored; give a lab CSV with --labels, or load one "
+                            f"first (xrfcore labels -p {args.project} LAB.csv)")
+        names = list(targets or have)
+    if extra["linear_targets"] == "all":
+        extra["linear_targets"] = tuple(names)
     from xrfcore import models_registry
 
     model = args.model
@@ -123,29 +142,22 @@ def cmd_finetune(args) -> int:
             args.project, args.labels, model, args.out, mapping=mapping or None,
             depth_unit=args.depth_unit, run=args.run, tolerance_mm=args.tolerance_mm,
             store_labels=not args.no_store_labels, progress=bar, core=args.core,
-            mode=args.mode, targets=targets, log_targets=log_targets, val=args.val, epochs=args.epochs,
+            mode=args.mode, targets=tuple(names), log_targets=log_targets, val=args.val, epochs=args.epochs,
             batch_size=args.batch_size, device=args.device, seed=args.seed, size=args.size,
             allow_instrument_mismatch=args.allow_instrument_mismatch, overwrite=args.force,
             units=args.units, accept_lab_warnings=args.accept_lab_warnings, **extra)
     finally:
         bar.close()
-    print(f"labels: {Path(args.labels).name}: {len(lab.samples)} samples read, {match.summary()}")
-    for note in lab.notes:
-        print(f"  note: {note}")
-    for line in match.coverage_text().splitlines():
-        print(f"  coverage: {line}")
-    for item in match.confirm:
-        print(f"  ACCEPTED (--accept-lab-warnings): {item}")
-    if len(match.report):
-        rep = match.report
-        print(f"  {len(rep)} row(s) not used or flagged (file line, core, reason):")
-        for r in rep.head(15).itertuples(index=False):
-            print(f"    line {r.source_row}  {r.core}  [{r.status}] {r.reason}")
-        if len(rep) > 15:
-            print(f"    ... and {len(rep) - 15} more")
+    if lab is not None:
+        print_lab(lab, match)
+        for item in match.confirm:
+            print(f"  ACCEPTED (--accept-lab-warnings): {item}")
+    else:
+        print(f"labels: the project's stored lab samples, {match.summary()}")
     for chk in (card.get("labels") or {}).get("instrument_check") or []:
         print(f"  instrument check: {chk['result']}; {chk['summary']}")
     print(f"model {card['id']} ({card['mode']}, validation: {card['validation']['scheme']})")
+    units = tg.units_of(card)
     for t, m in card["metrics"].items():
         c = card["conformal"][t]
         q = c["q"]
@@ -163,7 +175,10 @@ def cmd_finetune(args) -> int:
             qs = f"+-{q:.3f}{extra}"
         cov = c.get(f"cv_coverage_{c.get('method', 'plain')}")
         covs = "" if cov is None else f", {100 * cov:.0f}% coverage measured by cross-validation"
-        print(f"  {t}: R2 {r2}  RMSE {rmse} wt%  (n={m['n']})  90% interval {qs}{covs}")
+        st = card["target_stats"][t]
+        unit = f" {units[t]}" if units.get(t) else ""
+        print(f"  {t}: R2 {r2}  RMSE {rmse}{unit}  (n={m['n']})  90% interval {qs}{covs}")
+        print(f"    modelled {st.get('space', 'linear')}: {st.get('space_reason', '')}")
     if card.get("simulated_data"):
         print("  (trained on SIMULATED data)")
     print(f"saved to {Path(args.out) / 'model.safetensors'}")
@@ -174,6 +189,7 @@ def cmd_predict(args) -> int:
     from xrfcore import export, store
     from xrfcore.cli import progress_bar
     from xrfcore.predict import predict_core
+    from xrfcore.targets import units_of
     from xrfcore.train.finetune import Predictor
 
     from xrfcore.cli import UserError, check_output
@@ -208,9 +224,9 @@ def cmd_predict(args) -> int:
             bar.close()
         ood = int(df["ood_flag"].sum())
         line = f"{core}: {len(df)} depths, model {pr.model_id}, {ood} flagged out-of-distribution"
-        for t in ("CaCO3", "TOC"):
-            if df[t].notna().any():
-                line += f"; {t} {df[t].min():.2f}-{df[t].max():.2f} wt%"
+        for t, u in units_of(pr.card).items():
+            if t in df and df[t].notna().any():
+                line += f"; {t} {df[t].min():.4g}-{df[t].max():.4g} {u}".rstrip()
         print(line)
         chk = df.attrs["provenance"].get("instrument_check") or {}
         if chk:

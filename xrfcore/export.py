@@ -61,13 +61,23 @@ def write_predictions_csv(path, df: pd.DataFrame, provenance: dict) -> None:
 
     provenance: model_id, weights_sha256, card summary, project + project_sha256, core, run,
     simulated, ... (anything JSON-able; the xrfcore version and export time are added).
+    Targets other than CaCO3 / TOC (``provenance["targets"]``) get their unit in the column names:
+    ``Fe (mg/kg)``, ``Fe_lo (mg/kg)``, ``Fe_hi (mg/kg)`` (CaCO3 / TOC stay as always; every unit is
+    also in the ``# units:`` header line).
     """
     missing = [c for c in ("core", "depth_mm") if c not in df.columns]
     if missing:
         raise ValueError(f"prediction table lacks column(s) {', '.join(missing)}")
-    cols = [c for c in PREDICTION_COLUMNS if c in df.columns] + \
-           [c for c in df.columns if c not in PREDICTION_COLUMNS]
-    write_csv_atomic(path, df[cols], provenance_lines(provenance))
+    from xrfcore.targets import DEFAULT_TARGETS, with_unit
+
+    extra = [t for t in (provenance.get("targets") or []) if t not in DEFAULT_TARGETS and t in df.columns]
+    sets = [c for t in extra for c in (t, f"{t}_lo", f"{t}_hi") if c in df.columns]
+    lead = [c for c in PREDICTION_COLUMNS[:10] if c in df.columns] + sets
+    tail = [c for c in PREDICTION_COLUMNS[10:] if c in df.columns]
+    cols = lead + tail + [c for c in df.columns if c not in lead and c not in tail]
+    units = provenance.get("units") or {}
+    names = {c: with_unit(c, units.get(t)) for t in extra for c in (t, f"{t}_lo", f"{t}_hi")}
+    write_csv_atomic(path, df[cols].rename(columns=names), provenance_lines(provenance))
 
 
 def read_provenance(path) -> dict:

@@ -1,14 +1,16 @@
 """Lab bulk-sample tables -> spectra matched over each sample's depth interval.
 
 A lab CSV holds one row per sample: core, a depth interval (top/bottom) or a mid-depth, and CaCO3
-and/or TOC in wt%. `read_lab_csv` maps the columns (given or auto-detected), converts depths to mm
+and/or TOC in wt% (the default targets) or any other numeric lab column chosen as a target (``targets=``:
+Fe, BSi, grain size...; name and unit from the header, see xrfcore.targets). `read_lab_csv` maps the columns (given or auto-detected), converts depths to mm
 and checks values; `match_spectra` / `match_project` average the active spectra inside each
 sample's interval (nearest spectrum within a tolerance for mid-depths). Every row that is not used,
 or is used but looks odd, is in the report with a reason: nothing is dropped silently.
 
 Normalised sample table (what `read_lab_csv` returns and `store.write_labels` receives):
-``core, depth_top_mm, depth_bottom_mm, depth_mm (mid), CaCO3, TOC, sample, source_row``
-(top/bottom are NaN for mid-depth samples; a target is NaN where the lab did not measure it).
+``core, depth_top_mm, depth_bottom_mm, depth_mm (mid), CaCO3, TOC, [other targets], sample, source_row``
+(top/bottom are NaN for mid-depth samples; a target is NaN where the lab did not measure it; CaCO3 and
+TOC are always there, NaN when not chosen; other targets' columns carry their name, e.g. ``Fe``).
 
 Nothing silently wrong: each target's unit (wt% or fraction) comes from the caller, the column header
 ("CaCO3 (wt%)", "TOC [%]", "TOC (fraction)") or the file's comment lines ("in wt%"); unstated, values
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from xrfcore import energy
+from xrfcore import targets as tg
 
 TARGETS = ("CaCO3", "TOC")
 ROLES = ("core", "top", "bottom", "mid", "CaCO3", "TOC", "sample")
@@ -164,9 +167,12 @@ class LabTable:
     fraction: bool
     simulated: bool = False
     notes: list = field(default_factory=list)
-    units: dict = field(default_factory=dict)         # target -> 'wt%' | 'fraction' (as read)
+    units: dict = field(default_factory=dict)         # target -> 'wt%' | 'fraction' (as read); others: unit
     unit_sources: dict = field(default_factory=dict)  # target -> where the unit came from
     confirm: list = field(default_factory=list)       # what needs an explicit OK before use
+    targets: list = field(default_factory=list)       # the chosen targets, in order
+    target_units: dict = field(default_factory=dict)  # target -> unit of the stored values (CaCO3/TOC: wt%)
+    target_columns: dict = field(default_factory=dict)  # target -> its column in the file
 
 
 def _issue_frame(rows: list[dict]) -> pd.DataFrame:
@@ -174,7 +180,8 @@ def _issue_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = None, *,
-                 core: str | None = None, fraction: bool | None = None, units=None) -> LabTable:
+                 core: str | None = None, fraction: bool | None = None, units=None,
+                 targets=None) -> LabTable:
     """Read a lab-samples CSV into the normalised sample table.
 
     mapping: {role: column} for roles core, top, bottom, mid, CaCO3, TOC, sample; missing roles are
@@ -182,7 +189,10 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     core: the core name when the file has no core column. units: the targets' unit, 'wt%' or
     'fraction' (or {target: unit}, or 'CaCO3=wt%,TOC=fraction'); None takes it from the column
     headers or comment lines, and refuses (LabUnitsError) values that could be either. fraction:
-    the older switch (True = units 'fraction', False = 'wt%'). Raises ValueError naming the file.
+    the older switch (True = units 'fraction', False = 'wt%'). targets: the columns to use as
+    targets ('Fe,CaCO3', or a list: a default target, a header or a header's name without its unit;
+    None: CaCO3 and/or TOC); other targets keep their values and unit (header, or ``units`` such as
+    'Fe=mg/kg'). Raises ValueError naming the file (and the column for a bad target).
     """
     path = Path(path)
     try:
@@ -228,8 +238,8 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
                              " map one, or map a mid-depth column")
         raise ValueError(f"{path}: no depth column found (columns: {', '.join(df.columns)}); "
                          "expected depth_top/depth_bottom or a depth column")
-    if not any(t in cols for t in TARGETS):
-        raise ValueError(f"{path}: no CaCO3 or TOC column found (columns: {', '.join(df.columns)})")
+    chosen = tg.resolve(tg.parse_list(targets), df, cols, path)  # target -> column
+    extra = [t for t in chosen if t not in TARGETS]
     if "core" not in cols and not core:
         raise ValueError(f"{path}: no core column found; name the core for a single-core file")
 
@@ -261,7 +271,9 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
         out["depth_bottom_mm"] = np.nan
         out["depth_mm"] = num(cols["mid"]) * scale
     for t in TARGETS:
-        out[t] = num(cols.get(t))
+        out[t] = num(chosen.get(t))
+    for t in extra:
+        out[t] = num(chosen[t])
     out["sample"] = df[cols["sample"]].fillna("").astype(str) if "sample" in cols else ""
     out["source_row"] = src_rows
 
@@ -269,24 +281,29 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     confirm: list[str] = []
     if units is None and fraction is not None:
         units = "fraction" if fraction else "wt%"
-    given = parse_units(units) if units is not None else {}
+    per_target, blanket_unit = tg.parse_units(units, tuple(chosen)) if units is not None else ({}, None)
+    if blanket_unit is not None and any(t in TARGETS for t in chosen):
+        given = parse_units(blanket_unit)   # CaCO3 / TOC: wt% or fraction, else refused
+    else:
+        given = parse_units({t: u for t, u in per_target.items() if t in TARGETS})
+    given = {t: u for t, u in given.items() if t in chosen}
     # one unit for every target ('wt%', 'fraction') fills in what the headers leave unstated; a
     # per-target unit ('TOC=fraction', {'TOC': ...}) overrides the header
-    blanket = isinstance(units, str) and "=" not in units
+    blanket = blanket_unit is not None
     from_comments = _comment_units(comments)
     unit_of, source_of = {}, {}
-    for t in [t for t in TARGETS if t in cols]:
+    for t in [t for t in TARGETS if t in chosen]:
         vals = out[t][np.isfinite(out[t]) & (out[t] >= 0)]
-        if t in given and not (blanket and target_unit_of(cols[t])):
+        if t in given and not (blanket and target_unit_of(chosen[t])):
             unit_of[t], source_of[t] = given[t], "given"
-        elif target_unit_of(cols[t]):
-            unit_of[t], source_of[t] = target_unit_of(cols[t]), f"column {cols[t]!r}"
+        elif target_unit_of(chosen[t]):
+            unit_of[t], source_of[t] = target_unit_of(chosen[t]), f"column {chosen[t]!r}"
         elif t in from_comments:
             unit_of[t], source_of[t] = from_comments[t], "the file's comment lines"
         elif len(vals) and vals.max() <= AMBIGUOUS_MAX[t]:
             what = ("wt% of a carbonate-poor core" if t == "CaCO3" else "wt% of a very TOC-poor core")
             raise LabUnitsError(
-                f"{path}: the {t} column {cols[t]!r} does not state its unit and every value is at or "
+                f"{path}: the {t} column {chosen[t]!r} does not state its unit and every value is at or "
                 f"below {AMBIGUOUS_MAX[t]:g} (max {vals.max():g}): {what}, or fractions (x100)? State it "
                 f"in the header (e.g. '{t} (wt%)' or '{t} (fraction)') or choose it (--units; in the app: "
                 "Values); nothing was read")
@@ -298,10 +315,21 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
                            f"{AMBIGUOUS_MAX[t]:g} wt% (max {vals.max():g}): fractions under a % header?")
         if unit_of[t] == "fraction":
             out[t] = out[t] * 100.0
+    for t in extra:  # other targets: values as read, the unit given, else from the header (or none)
+        head = tg.split_header(chosen[t])[1]
+        if t in per_target:
+            unit_of[t], source_of[t] = per_target[t], "given"
+        elif head:
+            unit_of[t], source_of[t] = head, f"column {chosen[t]!r}"
+        elif blanket_unit:
+            unit_of[t], source_of[t] = blanket_unit, "given"
+        else:
+            unit_of[t], source_of[t] = "", "not stated"
     if unit_of:
         notes.append("units: " + ", ".join(f"{t} {u} ({source_of[t]})" for t, u in unit_of.items())
-                     + ("; fractions converted to wt%" if "fraction" in unit_of.values() else ""))
-    fraction = "fraction" in unit_of.values()
+                     + ("; fractions converted to wt%" if any(unit_of.get(t) == "fraction" for t in TARGETS)
+                        else ""))
+    fraction = any(unit_of.get(t) == "fraction" for t in TARGETS)
 
     issues: list[dict] = []
     keep = np.ones(len(out), bool)
@@ -325,23 +353,27 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
         if not np.isfinite(deepest) or deepest > MAX_DEPTH_MM:
             flag("rejected", f"depth {deepest:g} mm is not a core depth (over {MAX_DEPTH_MM / 1e6:g} km:"
                              " a typo or a wrong depth unit)"); keep[i] = False; continue
-        present = [t for t in TARGETS if t in cols and not np.isnan(r[t])]
-        for t in [t for t in TARGETS if t in cols and np.isnan(r[t])]:
-            raw_val = df.at[idx, cols[t]]
+        present = [t for t in chosen if not np.isnan(r[t])]
+        for t in [t for t in chosen if np.isnan(r[t])]:
+            raw_val = df.at[idx, chosen[t]]
             if not (isinstance(raw_val, float) and np.isnan(raw_val)) and str(raw_val).strip():
                 flag("suspicious", f"{t} value {raw_val!r} is not a number; left out")
         for t in present:
             v = r[t]
-            if v < 0 or v > 100:
+            if t in TARGETS and (v < 0 or v > 100):
                 flag("suspicious", f"{t} = {v:g} wt% outside 0-100; left out")
+                out.at[idx, t] = np.nan
+            elif t in extra and tg.is_percent(unit_of[t]) and (v < 0 or v > 100):
+                flag("suspicious", f"{t} = {v:g} {unit_of[t]} outside 0-100; left out")
                 out.at[idx, t] = np.nan
         if "TOC" in present and 100 >= out.at[idx, "TOC"] > TOC_WARN:
             flag("suspicious", f"TOC = {out.at[idx, 'TOC']:g} wt% above {TOC_WARN:g} (kept)")
         ca, toc = out.at[idx, "CaCO3"], out.at[idx, "TOC"]
         if not np.isnan(ca) and not np.isnan(toc) and ca + toc > 100:
             flag("suspicious", f"CaCO3 + TOC = {ca + toc:g} wt% above 100 (kept)")
-        if np.isnan(out.loc[idx, list(TARGETS)].astype(float)).all():
-            flag("rejected", "no usable CaCO3 or TOC value"); keep[i] = False
+        if np.isnan(out.loc[idx, list(chosen)].astype(float)).all():
+            flag("rejected", "no usable CaCO3 or TOC value" if not extra
+                 else f"no usable value of {' or '.join(chosen)}"); keep[i] = False
     dup = out[keep].duplicated(["core", "depth_top_mm", "depth_bottom_mm", "depth_mm"], keep=False)
     for idx in dup[dup].index:
         r = out.loc[idx]
@@ -374,7 +406,8 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     return LabTable(samples=samples, issues=_issue_frame(issues), path=str(path), sha256=sha,
                     mapping=cols, depth_unit=depth_unit, fraction=bool(fraction),
                     simulated=simulated, notes=notes, units=unit_of, unit_sources=source_of,
-                    confirm=confirm)
+                    confirm=confirm, targets=list(chosen), target_columns=dict(chosen),
+                    target_units={t: (tg.DEFAULT_UNIT if t in TARGETS else unit_of.get(t, "")) for t in chosen})
 
 
 COVERAGE_COLUMNS = ["core", "run", "core_top_mm", "core_bottom_mm", "samples_top_mm", "samples_bottom_mm",
@@ -409,10 +442,11 @@ class MatchResult:
     grid: object = None             # energy grid of X (xrfcore.energy.Grid) when known
     coverage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COVERAGE_COLUMNS))
     confirm: list = field(default_factory=list)   # what needs an explicit OK (lab table + coverage)
+    target_names: list = field(default_factory=lambda: list(TARGETS))  # the lab table's targets
 
     @property
     def targets(self) -> pd.DataFrame:
-        return self.samples[list(TARGETS)]
+        return self.samples[[t for t in self.target_names if t in self.samples]]
 
     @property
     def usable(self) -> bool:
@@ -489,11 +523,12 @@ def match_spectra(samples: pd.DataFrame, meta: pd.DataFrame, counts: np.ndarray,
 
 
 def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None = None,
-                  tolerance_mm: float = 5.0, grid=None) -> MatchResult:
+                  tolerance_mm: float = 5.0, grid=None, targets=None) -> MatchResult:
     """Match a lab table to the spectra of a project (one run per core).
 
     run: the run key to use for every core (default: the core's first 10 kV run, else its first run).
     grid: an xrfcore.energy.Grid to resample every core's spectra onto (needed when cores differ).
+    targets: the target names of a plain sample table (a LabTable knows its own; default CaCO3, TOC).
     """
     from xrfcore import store
 
@@ -540,8 +575,9 @@ def match_project(project_path, lab: LabTable | pd.DataFrame, *, run: str | None
                            f"(samples {r.samples_top_mm:g}-{r.samples_bottom_mm:g} mm, core "
                            f"{r.core_top_mm:g}-{r.core_bottom_mm:g} mm; {r.matched} of {r.samples} matched): "
                            "depths in cm read as mm, or the wrong core?")
+    names = list(lab.targets) if isinstance(lab, LabTable) and lab.targets else list(targets or TARGETS)
     return MatchResult(X=X, samples=matched, report=_issue_frame(issues), grid=out_grid,
-                       coverage=coverage, confirm=confirm)
+                       coverage=coverage, confirm=confirm, target_names=names)
 
 
 def choose_run(runs: list[str]) -> str | None:
@@ -552,9 +588,11 @@ def choose_run(runs: list[str]) -> str | None:
     return runs[0] if runs else None
 
 
-def label_hash(samples: pd.DataFrame) -> str:
-    """A hash of the normalised sample table (for model cards)."""
-    cols = [c for c in ("core", "depth_top_mm", "depth_bottom_mm", "depth_mm", *TARGETS) if c in samples]
+def label_hash(samples: pd.DataFrame, targets=()) -> str:
+    """A hash of the normalised sample table (for model cards); ``targets``: other targets' columns
+    to include beside CaCO3 and TOC."""
+    extra = [t for t in targets if t not in TARGETS]
+    cols = [c for c in ("core", "depth_top_mm", "depth_bottom_mm", "depth_mm", *TARGETS, *extra) if c in samples]
     return hashlib.sha256(samples[cols].to_csv(index=False).encode()).hexdigest()
 
 
@@ -565,15 +603,35 @@ def store_labels(project_path, lab: LabTable) -> pd.DataFrame:
 
     with store.Project.open(project_path) as p:
         old, meta = p.labels(), p.labels_meta()
+    old_units = tg.stored(meta, old)
     new = lab.samples.assign(source_file=Path(lab.path).name)
+    lab_units = dict(lab.target_units) or {t: tg.DEFAULT_UNIT for t in TARGETS if lab.samples[t].notna().any()}
+    units = dict(lab_units)
     if len(old) and "core" in old.columns:
         old = old[~old["core"].isin(set(new["core"]))]
+        for t, u in old_units.items():  # the targets of the other cores' samples stay
+            if t in old.columns and old[t].notna().any():
+                if t in units and units[t] != u:
+                    raise ValueError(f"{lab.path}: {t} is in {units[t] or 'no unit'} here but in "
+                                     f"{u or 'no unit'} in the project's lab samples of other cores; "
+                                     "give it in the same unit (--units)")
+                units.setdefault(t, u)
         new = pd.concat([old, new], ignore_index=True)
     files = dict(meta.get("files", {})) if isinstance(meta.get("files"), dict) else {}
     files[Path(lab.path).name] = {"sha256": lab.sha256, "mapping": lab.mapping, "depth_unit": lab.depth_unit,
                                   "units": dict(lab.units), "unit_sources": dict(lab.unit_sources),
+                                  "targets": list(lab_units), "target_columns": dict(lab.target_columns),
                                   "accepted_warnings": list(lab.confirm),
                                   "simulated": lab.simulated, "cores": sorted(set(lab.samples["core"]))}
     with store.transaction(project_path) as w:
-        w.write_labels(new, {"files": files, "simulated": any(f.get("simulated") for f in files.values())})
+        w.write_labels(new, {"files": files, "simulated": any(f.get("simulated") for f in files.values()),
+                             "targets": list(units), "target_units": units})
     return new
+
+
+def stored_targets(project_path) -> dict[str, str]:
+    """{target: unit} of the lab samples stored in a project (older projects: CaCO3 / TOC)."""
+    from xrfcore import store
+
+    with store.Project.open(project_path) as p:
+        return tg.stored(p.labels_meta(), p.labels())

@@ -1,4 +1,5 @@
-"""Downcore prediction: CaCO3 / TOC at every depth of a core, with intervals and an OOD flag.
+"""Downcore prediction: every target of a model (CaCO3 / TOC, or any lab target such as Fe) at every
+depth of a core, with intervals and an OOD flag.
 
 - Intervals: conformal, prediction +- the card's calibrated half-width (90 % by default), from the
   calibration that fits where the model's labels came from: "within-core" for a core whose lab
@@ -29,6 +30,17 @@ COLUMNS = ["core", "depth_mm", "section", "position_mm", "CaCO3", "CaCO3_lo", "C
            "TOC", "TOC_lo", "TOC_hi", "ood_score", "ood_flag", "ood_reason", "model_id"]
 
 
+def columns_for(targets) -> list[str]:
+    """The prediction table's columns for a model's targets: value, lo, hi per target (CaCO3 and
+    TOC both, as always, for a model of those; a model of other targets: just its own)."""
+    from xrfcore.targets import DEFAULT_TARGETS
+
+    targets = list(targets)
+    if set(targets) <= set(DEFAULT_TARGETS):
+        return list(COLUMNS)
+    return COLUMNS[:4] + [c for t in targets for c in (t, f"{t}_lo", f"{t}_hi")] + COLUMNS[-4:]
+
+
 def _is_simulated(meta: pd.DataFrame) -> bool:
     return "scanner" in meta and meta["scanner"].astype(str).str.contains("simulated", case=False).any()
 
@@ -40,9 +52,14 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
 
     metrics = {t: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
                for t, m in (card.get("metrics") or {}).items()}
+    from xrfcore.targets import units_of
+
     return {
         "xrfcore_version": __version__,
         "model_id": card.get("id"),
+        "targets": list(card.get("targets") or []),
+        "units": units_of(card),
+        "target_space": {t: (s or {}).get("space", "linear") for t, s in (card.get("target_stats") or {}).items()},
         "weights_sha256": card.get("weights_sha256"),
         "model_mode": card.get("mode"),
         "base_model": (card.get("base_model") or {}).get("id"),
@@ -137,7 +154,7 @@ def predict_core(project_path, core: str, model_path, run: str | None = None, *,
     df = pd.DataFrame({"core": core, "depth_mm": rd.meta["depth_mm"].to_numpy(float),
                        "section": rd.meta["section"].astype(str).to_numpy(),
                        "position_mm": rd.meta["position_mm"].to_numpy(float)})
-    for c in COLUMNS[4:-1]:
+    for c in columns_for(pr.targets)[4:-1]:
         df[c] = out[c].to_numpy()
     df["ood_flag"] = df["ood_flag"].astype(bool)
     df["model_id"] = pr.model_id

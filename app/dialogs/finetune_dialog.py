@@ -35,13 +35,20 @@ class FinetuneDialog(QDialog):
         self.allow_mismatch = False   # set when the user chose "Fine-tune anyway"
 
         form = QFormLayout()
-        self.t_caco3 = QCheckBox("CaCO3")
-        self.t_toc = QCheckBox("TOC")
-        self.t_caco3.setChecked(True)
-        self.t_toc.setChecked(True)
+        # one box per target of the stored lab samples (CaCO3 / TOC, or any lab column chosen when
+        # the lab samples were loaded), with its unit
+        try:
+            stored = engine.label_targets(project)
+        except Exception:  # noqa: BLE001 (an unreadable project fails with its reason on Start)
+            stored = {}
+        self.target_boxes: dict[str, QCheckBox] = {}
         trow = QHBoxLayout()
-        trow.addWidget(self.t_caco3)
-        trow.addWidget(self.t_toc)
+        for t, u in (stored or {"CaCO3": "wt%", "TOC": "wt%"}).items():
+            box = QCheckBox(f"{t} ({u})" if u else t)
+            box.setChecked(True)
+            self.target_boxes[t] = box
+            trow.addWidget(box)
+        self.t_caco3, self.t_toc = self.target_boxes.get("CaCO3"), self.target_boxes.get("TOC")
         trow.addStretch(1)
         form.addRow("Targets", trow)
         self.head = QRadioButton("Head only (fast: encoder frozen)")
@@ -104,7 +111,7 @@ class FinetuneDialog(QDialog):
         # the next step of the journey from here: close and predict every depth of the core
         self.predict_after = False
         self.predict_btn = QPushButton("Predict the core")
-        self.predict_btn.setToolTip("Close this window and predict CaCO3/TOC at every depth with the new model")
+        self.predict_btn.setToolTip("Close this window and predict the targets at every depth with the new model")
         self.predict_btn.setEnabled(False)
         self.predict_btn.clicked.connect(self._predict_now)
         row = QHBoxLayout()
@@ -126,7 +133,7 @@ class FinetuneDialog(QDialog):
             self.base.setCurrentIndex(0)
 
     def targets(self) -> list[str]:
-        return [t for t, b in (("CaCO3", self.t_caco3), ("TOC", self.t_toc)) if b.isChecked()]
+        return [t for t, b in self.target_boxes.items() if b.isChecked()]
 
     def settings(self) -> dict:
         return {"mode": "head" if self.head.isChecked() else "full", "targets": self.targets(),
@@ -136,7 +143,7 @@ class FinetuneDialog(QDialog):
     def start(self) -> None:
         s = self.settings()
         if not s["targets"]:
-            show_error(self, "Fine-tune", "Choose at least one target (CaCO3 or TOC).")
+            show_error(self, "Fine-tune", "Choose at least one target (" + ", ".join(self.target_boxes) + ").")
             return
         if not s["base_model"]:
             show_error(self, "Fine-tune", "No foundation model is installed. Choose a model file "
@@ -182,7 +189,8 @@ class FinetuneDialog(QDialog):
         self.outcome = "ok"
         card = result["card"]
         self.view.show_validation(result["measured"], result["predicted"], card.get("metrics", {}),
-                                  fit=result.get("fit", "validation"), scheme=result.get("scheme", ""))
+                                  fit=result.get("fit", "validation"), scheme=result.get("scheme", ""),
+                                  units=result.get("units"))
         sim = "  Trained on SIMULATED data." if card.get("simulated_data") else ""
         base = (card.get("base_model") or {}).get("id") or ""
         base_name = self.base.currentText().split(" (")[0] if self.base.currentData() else base

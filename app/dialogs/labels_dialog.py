@@ -1,11 +1,14 @@
-"""Load lab samples: map the CSV's columns, check matched / unmatched rows, then accept."""
+"""Load lab samples: map the CSV's columns, pick the target columns, check matched / unmatched rows,
+then accept."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QPushButton, QTabWidget, QVBoxLayout, QWidget)
+                               QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from app.dialogs.report_dialog import ReportTable
 from app.errors import plain_message
@@ -16,6 +19,21 @@ ROLE_LABELS = [("core", "Core"), ("top", "Top depth"), ("bottom", "Bottom depth"
                ("sample", "Sample id")]
 NONE = "(none)"
 VALUE_UNITS = [("from column names", None), ("wt%", "wt%"), ("fraction (0-1, converted to wt%)", "fraction")]
+
+
+def numeric_columns(path: str | Path) -> list[str]:
+    """The columns of a lab CSV that are mostly numbers (possible targets); [] if unreadable."""
+    import io
+
+    from xrfcore.targets import numeric_columns as numeric
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        sep = ";" if text.count(";") > text.count(",") else ","
+        df = pd.read_csv(io.StringIO(text), comment="#", sep=sep, dtype=str)
+    except Exception:  # noqa: BLE001 (the check reports an unreadable file with its reason)
+        return []
+    df.columns = [str(c).strip() for c in df.columns]
+    return numeric(df)
 
 
 def csv_columns(path: str | Path) -> list[str]:
@@ -35,9 +53,9 @@ def csv_columns(path: str | Path) -> list[str]:
     return cols
 
 
-def _check(path, mapping, unit, core, project, units=None):
+def _check(path, mapping, unit, core, project, units=None, targets=None):
     from xrfcore import labels
-    lab = labels.read_lab_csv(path, mapping=mapping, depth_unit=unit, core=core, units=units)
+    lab = labels.read_lab_csv(path, mapping=mapping, depth_unit=unit, core=core, units=units, targets=targets)
     match = labels.match_project(project, lab) if project else None
     return lab, match
 
@@ -75,6 +93,20 @@ class LabelsDialog(QDialog):
         self.values.addItems([text for text, _ in VALUE_UNITS])
         self.values.setToolTip("Unit of the CaCO3 / TOC values when the column headers do not state it")
         form.addRow("Values", self.values)
+        # the target columns: any numeric lab column (CaCO3 / TOC ticked when the file has them)
+        self.target_list = QListWidget()
+        self.target_list.setToolTip("The lab values to fine-tune on: any numeric column (Fe, BSi, grain "
+                                    "size...); the unit comes from the header, e.g. 'Fe (mg/kg)'")
+        roles = {c for r, c in detected.items() if r not in ("CaCO3", "TOC")}
+        for col in numeric_columns(path):
+            if col in roles:
+                continue
+            it = QListWidgetItem(col)
+            it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
+            it.setCheckState(Qt.Checked if col in (detected.get("CaCO3"), detected.get("TOC")) else Qt.Unchecked)
+            self.target_list.addItem(it)
+        self.target_list.setMaximumHeight(110)
+        form.addRow("Targets", self.target_list)
         self.core_edit = QLineEdit(default_core)
         self.core_edit.setPlaceholderText("core name when the file has no core column")
         form.addRow("Core (single-core files)", self.core_edit)
@@ -127,6 +159,18 @@ class LabelsDialog(QDialog):
         u = self.unit.currentText()
         return None if u.startswith("from") else u
 
+    def target_columns(self) -> list[str] | None:
+        """The ticked target columns (None when none is ticked: CaCO3 / TOC if the file has them)."""
+        cols = [self.target_list.item(i).text() for i in range(self.target_list.count())
+                if self.target_list.item(i).checkState() == Qt.Checked]
+        return cols or None
+
+    def set_targets(self, columns) -> None:
+        """Tick exactly these target columns."""
+        for i in range(self.target_list.count()):
+            it = self.target_list.item(i)
+            it.setCheckState(Qt.Checked if it.text() in set(columns) else Qt.Unchecked)
+
     def value_units(self) -> str | None:
         return dict(VALUE_UNITS).get(self.values.currentText())
 
@@ -161,7 +205,7 @@ class LabelsDialog(QDialog):
         self.accept_box.setChecked(False)
         self.job = JobThread(call_job(_check, self.path, self.mapping(), self.depth_unit(),
                                       self.core_edit.text().strip() or None, self.project,
-                                      self.value_units()),
+                                      self.value_units(), self.target_columns()),
                              name="labels-check", parent=self)
         self.job.succeeded.connect(self._on_checked)
         self.job.failed.connect(self._on_failed)
@@ -172,7 +216,7 @@ class LabelsDialog(QDialog):
         self.lab, self.match = result
         if self.match is not None:
             cols = [c for c in ("source_row", "core", "depth_top_mm", "depth_bottom_mm", "depth_mm",
-                                "CaCO3", "TOC", "run", "method", "n_spectra")
+                                *self.lab.targets, "run", "method", "n_spectra")
                     if c in self.match.samples.columns]
             self.matched.set_report(self.match.samples[cols], self.match.summary())
             rep = self.match.report
@@ -185,7 +229,8 @@ class LabelsDialog(QDialog):
         notes = "; ".join(self.lab.notes)
         sim = ".  These lab values are SIMULATED." if self.lab.simulated else ""
         coverage = self.match.coverage_text() if self.match is not None else ""
-        self.status.setText(summary + (f" ({notes})" if notes else "") + sim
+        targets = "Targets: " + ", ".join(f"{t} ({u})" if u else t for t, u in self.lab.target_units.items())
+        self.status.setText(summary + (f" ({notes})" if notes else "") + sim + f"\n{targets}"
                             + (f"\nDepth coverage: {coverage}" if coverage else ""))
         n = len(self.match.samples) if self.match is not None else len(self.lab.samples)
         pending = self.pending()

@@ -1,7 +1,9 @@
 """Downcore view: depth runs downward on a shared vertical axis, one panel per quantity.
 
-Predictions are drawn with their interval band, lab samples as points (with their depth interval),
-out-of-distribution depths shaded, and optional element-window traces (e.g. ln(Ca/Fe)).
+One panel per target (CaCO3 and TOC, plus any other lab target of the stored lab samples or of the
+prediction shown: ``set_targets``), each with its unit. Predictions are drawn with their interval
+band, lab samples as points (with their depth interval), out-of-distribution depths shaded, and
+optional element-window traces (e.g. ln(Ca/Fe)).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 from app.views.plotting import cache_axes
 
 PANEL_COLOURS = {"CaCO3": "#1f77b4", "TOC": "#2ca02c"}
+OTHER_COLOURS = ["#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 TRACE_COLOUR = "#7f3f98"
 OOD_BRUSH = QColor(255, 140, 0, 60)
 MAX_OOD_SPANS = 400
@@ -35,9 +38,9 @@ def ood_tip(depth, reasons, most: int = 4) -> str:
 
 
 class DowncorePanel:
-    def __init__(self, plot: pg.PlotItem, name: str, units: str):
+    def __init__(self, plot: pg.PlotItem, name: str, units: str, colour: str | None = None):
         self.plot, self.name = plot, name
-        colour = PANEL_COLOURS.get(name, TRACE_COLOUR)
+        colour = colour or PANEL_COLOURS.get(name, TRACE_COLOUR)
         plot.setLabel("top", f"{name} {units}".strip())
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.invertY(True)
@@ -104,7 +107,7 @@ class DowncoreView(QWidget):
 
     depthClicked = Signal(float)
 
-    def __init__(self, parent=None, targets=("CaCO3", "TOC")):
+    def __init__(self, parent=None, targets=("CaCO3", "TOC"), units: dict | None = None):
         super().__init__(parent)
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground("w")
@@ -124,8 +127,20 @@ class DowncoreView(QWidget):
         lay.addWidget(self.glw, 1)
         self.panels: dict[str, DowncorePanel] = {}
         self.cursors: list[pg.InfiniteLine] = []
-        first = None
-        for t in list(targets) + ["traces"]:
+        self.trace_items: dict[str, pg.PlotCurveItem] = {}
+        self.depth_range = (0.0, 1.0)
+        self.ood_spans: list[tuple[float, float]] = []
+        self.ood_tips: list[str] = []
+        self.units: dict[str, str] = {}
+        self._build({t: (units or {}).get(t, "wt%") for t in targets})
+        self.glw.scene().sigMouseClicked.connect(self._on_click)
+
+    def _build(self, units: dict[str, str]) -> None:
+        """One panel per target (in order) and the traces panel, sharing the depth axis."""
+        self.glw.clear()
+        self.panels, self.cursors, self.trace_items, self.units = {}, [], {}, dict(units)
+        first, extra = None, 0
+        for t in list(units) + ["traces"]:
             p = self.glw.addPlot()
             p.setMenuEnabled(False)
             if first is None:
@@ -134,18 +149,33 @@ class DowncoreView(QWidget):
             else:
                 p.setYLink(first)
                 p.getAxis("left").setStyle(showValues=False)
-            units = "" if t == "traces" else "(wt %)"
-            self.panels[t] = DowncorePanel(p, "element traces" if t == "traces" else t, units)
+            if t == "traces":
+                self.panels[t] = DowncorePanel(p, "element traces", "")
+            else:
+                colour = PANEL_COLOURS.get(t) or OTHER_COLOURS[extra % len(OTHER_COLOURS)]
+                extra += t not in PANEL_COLOURS
+                u = units[t]
+                self.panels[t] = DowncorePanel(p, t, f"({'wt %' if u == 'wt%' else u})" if u else "", colour)
             cur = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#444444", width=1))
             p.addItem(cur, ignoreBounds=True)
             self.cursors.append(cur)
-        self.trace_items: dict[str, pg.PlotCurveItem] = {}
         self._trace_plot = self.panels["traces"].plot
         self._trace_plot.setVisible(False)  # shown when a trace is switched on
-        self.depth_range = (0.0, 1.0)
-        self.ood_spans: list[tuple[float, float]] = []
-        self.ood_tips: list[str] = []
-        self.glw.scene().sigMouseClicked.connect(self._on_click)
+
+    def targets(self) -> list[str]:
+        return [t for t in self.panels if t != "traces"]
+
+    def set_targets(self, units: dict[str, str]) -> None:
+        """Show one panel per target ({target: unit}); panels are rebuilt (and emptied) only when the
+        targets change. Traces and depth range are kept."""
+        if dict(units) == self.units:
+            return
+        traces = {n: it.getData() for n, it in self.trace_items.items()}
+        self._build(dict(units))
+        for n, (x, y) in traces.items():
+            self.set_trace(n, y, x)
+        first = next(iter(self.panels.values())).plot
+        first.setYRange(*self.depth_range, padding=0.02)
 
     def set_title(self, text: str) -> None:
         self.title.setText(text)

@@ -92,10 +92,12 @@ class TrainingView(QWidget):
             self.val_curve.setData(list(x), list(y))
 
     def show_validation(self, measured: dict, predicted: dict, metrics: dict, *,
-                        fit: str = "validation", scheme: str = "") -> None:
+                        fit: str = "validation", scheme: str = "", units: dict | None = None) -> None:
         """measured/predicted: target -> values (None/NaN = not measured or not predicted);
         metrics: target -> {r2, rmse, n, ...} (the card's validation metrics);
-        fit: "validation" (held-out predictions) or "training fit" (in-sample, shown as such)."""
+        fit: "validation" (held-out predictions) or "training fit" (in-sample, shown as such);
+        units: target -> unit (default wt% for every target)."""
+        units = units or {}
         self.pvm.clear()
         self.pvm_plots = {}
         self.fit = fit
@@ -114,10 +116,11 @@ class TrainingView(QWidget):
             ok = np.isfinite(m) & np.isfinite(p)
             plot = self.pvm.addPlot(row=0, col=i)
             self.pvm_plots[t] = plot
-            plot.setLabel("bottom", f"measured {t} (wt %)")
-            plot.setLabel("left", f"predicted {t} (wt %)")
+            u = _unit_text(units.get(t, "wt%"))
+            plot.setLabel("bottom", f"measured {t} {u}".rstrip())
+            plot.setLabel("left", f"predicted {t} {u}".rstrip())
             plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.setTitle(_target_title(t, metrics.get(t), int(ok.sum()), held_out), size="9pt")
+            plot.setTitle(_target_title(t, metrics.get(t), int(ok.sum()), held_out, units.get(t, "wt%")), size="9pt")
             if ok.any():
                 lo = float(min(m[ok].min(), p[ok].min()))
                 hi = float(max(m[ok].max(), p[ok].max()))
@@ -131,7 +134,7 @@ class TrainingView(QWidget):
         parts = []
         for t, m in metrics.items():
             if isinstance(m, dict):
-                parts.append(f"{t}: {_metric_text(m)}")
+                parts.append(f"{t}: {_metric_text(m, units.get(t, 'wt%'))}")
         lead = "Validation" + (f", {scheme}" if scheme else "")
         self.metrics.setText(f"{lead} — " + ";  ".join(parts) if parts else "")
 
@@ -143,19 +146,23 @@ def _values(v) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in (v or [])], float)
 
 
-def _metric_text(m: dict) -> str:
+def _unit_text(u: str) -> str:
+    return "(wt %)" if u == "wt%" else (f"({u})" if u else "")
+
+
+def _metric_text(m: dict, unit: str = "wt%") -> str:
     r2, rmse = m.get("r2", m.get("R2")), m.get("rmse", m.get("RMSE"))
     bits = []
     if r2 is not None:
         bits.append(f"R² {float(r2):.3f}")
     if rmse is not None:
-        bits.append(f"RMSE {sig(rmse, 3)} wt %")
+        bits.append(f"RMSE {sig(rmse, 3)} {'wt %' if unit == 'wt%' else unit}".rstrip())
     if m.get("n") is not None:
         bits.append(f"n {int(m['n'])}")
     return ", ".join(bits)
 
 
-def _target_title(t: str, m, n_points: int, held_out: bool) -> str:
-    metric = _metric_text(m) if isinstance(m, dict) else ""
+def _target_title(t: str, m, n_points: int, held_out: bool, unit: str = "wt%") -> str:
+    metric = _metric_text(m, unit) if isinstance(m, dict) else ""
     kind = "validation" if held_out else "in-sample fit"
     return f"{t} ({kind}, {n_points} samples)" + (f"<br>{metric}" if metric else "")

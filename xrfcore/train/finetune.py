@@ -1,4 +1,5 @@
-"""Fine-tuning: a pretrained encoder (or a fresh one) -> CaCO3 / TOC regressor with a model card.
+"""Fine-tuning: a pretrained encoder (or a fresh one) -> regressor of the lab targets (CaCO3 / TOC by
+default, any numeric lab column: xrfcore.targets) with a model card.
 
 Modes
 - ``head``: encoder frozen; embeddings computed once, then a ridge head per target (alpha by
@@ -11,9 +12,12 @@ Modes
 - ``scratch``: same architecture and loop as ``full`` from random weights, for comparison.
 
 Targets are z-scored for training (statistics in the card); predictions are de-normalised and
-clamped to [0, 100]. TOC is modelled as ln(wt%) by default (``log_targets``): its errors grow with
-its level (dilution acts multiplicatively), so a log-space fit and log-space intervals stay honest
-on low-TOC cores; CaCO3 spans 0-90 wt% and stays linear.
+clamped to the target's range ([0, 100] for wt%). TOC is modelled as ln(wt%) by default: its errors
+grow with its level (dilution acts multiplicatively), so a log-space fit and log-space intervals stay
+honest on low-TOC cores; CaCO3 spans 0-90 wt% and stays linear; any other target is put in log space
+when its labels are all > 0 and clearly right-skewed (``xrfcore.targets.log_rule``);
+``log_targets`` / ``linear_targets`` choose by hand. The card records each target's unit, space
+and why (``target_stats``, ``target_units``).
 
 Intervals (conformal, 90 % by default). Head mode: out-of-fold residuals from folds of whole cores
 (a new core is the case operators care about). Up to 20 folds: with up to 20 labelled cores each fold
@@ -38,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xrfcore import targets as tg
 from xrfcore.jobs import CancelToken, no_progress
 from xrfcore.train.intervals import (  # noqa: F401 (re-exported)
     SCHEMES, SCHEME_PREFIX, conformal_quantile, CONFORMAL_MIN_N, interval_quantile,
@@ -65,8 +70,9 @@ class FinetuneConfig:
     min_epochs: int = 20             # no early stop before this: early validation losses are noisy
     clip_grad: float = 1.0
     alpha: float = 0.1               # 1 - interval coverage (0.1 -> 90 % intervals)
-    log_targets: tuple = ("TOC",)    # modelled (and calibrated) as ln(max(wt%, log_floor))
-    log_floor: float = 0.01
+    log_targets: tuple = ()          # forced into log space: ln(max(y, floor)) (others: xrfcore.targets rule)
+    linear_targets: tuple = ()       # forced linear
+    log_floor: float = 0.01          # wt% targets' floor (others: half their smallest positive label)
     pool: str | None = "mean"        # head input: "mean" of the patch tokens or the "cls" token (None: the base's)
     transform: str | None = None     # scratch only: input transform (None: the base model's, else zscore)
     ridge_alphas: tuple = tuple(float(a) for a in np.logspace(-3, 4, 15))
@@ -84,28 +90,26 @@ class FinetuneConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.val not in ("cores", "random"):
             raise ValueError(f"validation must be 'cores' or 'random', not {self.val!r}")
-        bad = [t for t in self.targets if t not in TARGETS]
-        if bad or not self.targets:
-            raise ValueError(f"targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad or ['none']))}")
-        self.targets = tuple(self.targets)
-        bad = [t for t in self.log_targets if t not in TARGETS]
-        if bad:
-            raise ValueError(f"log_targets must be CaCO3 and/or TOC, not {', '.join(map(str, bad))}")
-        self.log_targets = tuple(self.log_targets)
+        self.targets = tuple(str(t).strip() for t in (tg.parse_list(self.targets) or ()))
+        if not self.targets:
+            raise ValueError("targets: choose at least one target (a lab column, e.g. CaCO3, TOC, Fe)")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets: a target is given twice ({', '.join(self.targets)})")
+        for name in ("log_targets", "linear_targets"):
+            v = tuple(tg.parse_list(getattr(self, name)) or ())
+            bad = [t for t in v if t not in self.targets and t not in TARGETS]
+            if bad:
+                raise ValueError(f"{name} must be among the targets ({', '.join(self.targets)}), "
+                                 f"not {', '.join(map(str, bad))}")
+            setattr(self, name, v)
+        both = set(self.log_targets) & set(self.linear_targets)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} in both log_targets and linear_targets")
         if self.pool not in (None, "cls", "mean"):
             raise ValueError(f"pool must be 'cls' or 'mean', not {self.pool!r}")
 
 
-def to_space(y, st: dict) -> np.ndarray:
-    """wt% -> the space a target is modelled in (``target_stats[t]``: space "log" or linear)."""
-    y = np.asarray(y, float)
-    return np.log(np.maximum(y, st["floor"])) if st.get("space") == "log" else y
-
-
-def from_space(v, st: dict) -> np.ndarray:
-    """Model space -> wt%, clamped to [0, 100]."""
-    v = np.asarray(v, float)
-    return np.clip(np.exp(np.minimum(v, math.log(100.0))) if st.get("space") == "log" else v, 0, 100)
+to_space, from_space = tg.to_space, tg.from_space  # lab value <-> model space (per target)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -310,14 +314,16 @@ def seed_everything(seed: int) -> None:
 
 def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
              config: FinetuneConfig | None = None, reference=None, reference_info: dict | None = None,
-             labels_info: dict | None = None,
+             labels_info: dict | None = None, target_units: dict | None = None,
              simulated: bool | None = None, out: str | Path | None = None, overwrite: bool = False,
              progress=no_progress, token: CancelToken | None = None, **overrides):
     """Fine-tune on labelled spectra.
 
     model_or_path: a pretrained model path (or (model, card)); None only with mode="scratch".
     X: (n, C) counts (mean spectrum per lab sample); grid: their energy grid (resampled to the
-    model's when it differs). y: DataFrame with CaCO3 and/or TOC (NaN = not measured).
+    model's when it differs). y: DataFrame with the targets' columns (NaN = not measured); a default
+    target (CaCO3, TOC) it lacks is skipped, any other target it lacks is an error.
+    target_units: {target: unit} for the card (default: wt% for CaCO3 / TOC, none for others).
     groups: core of each sample (for whole-core validation). reference: single spectra (counts)
     for the out-of-distribution reference distribution (default: X), reference_info: their core,
     depth_mm, exposure (``ood.lab_reference``). out: folder to save
@@ -342,9 +348,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     t0 = time.time()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    targets = [t for t in cfg.targets if t in y.columns and y[t].notna().sum() >= 2]
-    if not targets:
-        raise ValueError(f"no target with at least 2 labels among {', '.join(cfg.targets)}")
+    targets = tg.usable(cfg.targets, y)
     X = np.asarray(X)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"spectra ({X.shape}) and labels ({len(y)} rows) do not match")
@@ -367,8 +371,9 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
     Xin = tfm.prepare(X, mcfg, transform, src_grid=grid)
 
     Y = y[targets].to_numpy(float)
-    spaces = [{"space": "log", "floor": cfg.log_floor} if t in cfg.log_targets else {"space": "linear"}
-              for t in targets]
+    units = {t: (target_units or {}).get(t, tg.DEFAULT_UNIT if t in TARGETS else "") for t in targets}
+    spaces = [tg.choose_space(t, Y[:, j], forced_log=cfg.log_targets, forced_linear=cfg.linear_targets,
+                              floor=cfg.log_floor, unit=units[t]) for j, t in enumerate(targets)]
     Yt = np.column_stack([to_space(Y[:, j], spaces[j]) for j in range(len(targets))])
     mean = np.nanmean(Yt, 0)
     std = np.nanstd(Yt, 0)
@@ -495,7 +500,9 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         "task": "regression", "targets": targets, "mode": cfg.mode,
         "target_stats": {t: {"mean": float(mean[j]), "std": float(std[j]), **spaces[j]}
                          for j, t in enumerate(targets)},
-        "clamp": [0.0, 100.0],
+        "target_units": units,
+        "clamp": [0.0, 100.0] if all(spaces[j]["clamp"] == [0.0, 100.0] for j in range(len(targets)))
+        else {t: spaces[j]["clamp"] for j, t in enumerate(targets)},
         "instrument": instrument.for_finetuned(base_card, mcfg, (labels_info or {}).get("instrument_check")),
         "base_model": None if base_card is None else {
             "id": base_card.get("id"), "weights_sha256": base_card.get("weights_sha256"),
@@ -585,7 +592,10 @@ def _save_finetuned(out: Path, reg, card: dict, mae=None, base_card: dict | None
         # the regressor's card vouches for the autoencoder it scores with (checked by Predictor)
         card["ood"]["mae_weights_sha256"] = json.loads(Path(mae_card).read_text())["weights_sha256"]
     path = checkpoint.save(out / "model", reg, card)
-    return json.loads(Path(path).read_text())
+    full = json.loads(Path(path).read_text())
+    from xrfcore.train.card_md import finetuned_markdown
+    (out / "model.md").write_text(finetuned_markdown(full), encoding="utf-8")  # inside the staging folder
+    return full
 
 
 def _predict_norm(reg, Xin, device, batch) -> np.ndarray:
@@ -813,7 +823,7 @@ class Predictor:
             v = Zp[:, j] * st["std"] + st["mean"]
             half = self.half_width(t, j, E, scheme)  # in the target's model space (log for TOC)
             df[t], df[f"{t}_lo"], df[f"{t}_hi"] = from_space(v, st), from_space(v - half, st), from_space(v + half, st)
-        for t in TARGETS:
+        for t in (TARGETS if set(self.targets) <= set(TARGETS) else ()):  # the classic columns
             if t not in df:
                 df[t] = df[f"{t}_lo"] = df[f"{t}_hi"] = np.nan
         for k, v in oodmod.score(self, counts, grid, E, exposure, batch=batch, token=token,
@@ -849,7 +859,8 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
                      accept_lab_warnings: bool = False, **cfg_fields):
     """Match lab samples to the project's spectra, fine-tune, save into ``out``.
 
-    ``units``: the lab targets' unit (``labels.read_lab_csv``). A lab CSV that needs a person's OK
+    ``targets`` (a config field): the targets to fit, default the lab table's (``read_lab_csv``) or
+    the stored lab samples' targets. ``units``: the lab targets' unit (``labels.read_lab_csv``). A lab CSV that needs a person's OK
     (``MatchResult.confirm``: samples covering under a fifth of a core, TOC above 20 wt%) is refused
     unless ``accept_lab_warnings`` (stored lab samples were accepted when they were loaded).
 
@@ -864,6 +875,7 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
     from xrfcore import instrument, labels as lb, store as st
 
     token = token or CancelToken()
+    wanted = tg.parse_list(cfg_fields.pop("targets", None))  # None: the lab table's / stored targets
     if cfg_fields.get("mode", "head") != "scratch" or model_path is not None:
         from xrfcore import models_registry
         model_path = models_registry.resolve(model_path)  # None -> the default foundation model
@@ -872,9 +884,11 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
         check_model_folder(out, force=bool(cfg_fields.get("overwrite")),
                            inputs=(project_path, labels_csv, model_path))
     if labels_csv is not None:
-        lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core, units=units)
+        lab = lb.read_lab_csv(labels_csv, mapping, depth_unit, core=core, units=units,
+                              targets=None if set(wanted or ()) <= set(TARGETS) else wanted)
         source, samples_in, simulated = str(labels_csv), lab, lab.simulated
         info = {"file": str(Path(labels_csv).name), "sha256": lab.sha256}
+        have = dict(lab.target_units)
     else:
         with st.Project.open(project_path) as p:
             samples_in, meta = p.labels(), p.labels_meta()
@@ -883,6 +897,14 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
         source = f"{project_path} (stored lab samples)"
         simulated = bool(meta.get("simulated"))
         info = {"files": sorted((meta.get("files") or {}).keys()), "stored_in_project": True}
+        have = tg.stored(meta, samples_in)
+        missing = [t for t in (wanted or ()) if t not in have and t not in TARGETS]
+        if missing:
+            raise ValueError(f"{project_path}: target {', '.join(map(repr, missing))} is not among the targets of "
+                             f"the stored lab samples ({', '.join(have) or 'none'}); load a lab table with "
+                             f"that column as a target (xrfcore labels ... --targets {','.join(missing)})")
+    names = list(wanted) if wanted else list(have)
+    cfg_fields["targets"] = tuple(names)
     grid, base_card = None, None
     if model_path is not None:
         from xrfcore.model import checkpoint
@@ -892,7 +914,8 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
     info["instrument_check"] = instrument.check_labelled_runs(
         project_path, samples_in.samples if hasattr(samples_in, "samples") else samples_in, base_card,
         run=run, allow=allow_instrument_mismatch)
-    match = lb.match_project(project_path, samples_in, run=run, tolerance_mm=tolerance_mm, grid=grid)
+    match = lb.match_project(project_path, samples_in, run=run, tolerance_mm=tolerance_mm, grid=grid,
+                             targets=list(have))
     if labels_csv is not None and match.confirm and not accept_lab_warnings:
         raise ValueError(f"{source}: these lab samples need a check before use: " + " | ".join(match.confirm)
                          + "; nothing was trained; fix the table (depth unit, values), or accept them "
@@ -901,13 +924,14 @@ def finetune_project(project_path, labels_csv, model_path, out, *, mapping=None,
         raise ValueError(f"{source}: only {len(match.samples)} samples matched spectra in "
                          f"{project_path} ({match.summary()}); first reasons: "
                          + "; ".join(match.report["reason"].astype(str).head(3)))
-    info.update({"table_sha256": lb.label_hash(match.samples), "matched": int(len(match.samples)),
+    info.update({"table_sha256": lb.label_hash(match.samples, names), "matched": int(len(match.samples)),
                  "report_rows": int(len(match.report)), "simulated": simulated})
     from xrfcore import ood as oodmod
     ref, ref_info = oodmod.lab_reference(project_path, match.samples, grid)
     reg, card = finetune(model_path, match.X, match.samples, groups=match.samples["core"].to_numpy(),
                          grid=match.grid, reference=ref, reference_info=ref_info,
                          out=out, progress=progress, token=token, labels_info=info,
+                         target_units={t: u for t, u in have.items() if t in names},
                          simulated=simulated or None, **cfg_fields)
     if store_labels and labels_csv is not None:
         lb.store_labels(project_path, lab)
