@@ -97,6 +97,10 @@ class ModelActions:
         self.training.show_validation(result["measured"], result["predicted"],
                                       result["card"].get("metrics", {}), fit=result.get("fit", "validation"),
                                       scheme=result.get("scheme", ""), units=result.get("units"))
+        warn = result["card"].get("skill_warnings") or []
+        if warn:  # said where the validation is shown, and in the status bar: never silently weak
+            self.training.metrics.setText("<b style='color:#b00'>Warning</b>: " + "<br>".join(warn))
+            self.statusBar().showMessage("Fine-tuned, with a warning: " + warn[0], 20000)
 
     def predict(self) -> None:
         if self.view is None or not self.model_path:

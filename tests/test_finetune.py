@@ -221,3 +221,23 @@ def test_target_space_round_trip():
     assert ft.from_space(np.array([-3.0, 120.0]), lin).tolist() == [0.0, 100.0]
     with pytest.raises(ValueError, match="log_targets"):
         ft.FinetuneConfig(log_targets=("Fe",))
+
+
+def test_a_target_without_skill_is_warned_about_in_card_and_export(tmp_path, base_path):
+    """A target the spectra say nothing about (labels shuffled): the card, the predictions' provenance
+    and the CSV header all carry the warning; a target learned well carries none."""
+    from xrfcore import export, predict
+    X, y, g = synthetic(120)
+    y["TOC"] = np.random.default_rng(3).permutation(y["TOC"].to_numpy())
+    _, card = ft.finetune(base_path, X, y, groups=g, mode="head", ood=False)
+    warn = card["skill_warnings"]
+    assert len(warn) == 1 and warn[0].startswith("TOC: validation R2 -") and "no skill" in warn[0]
+    prov = predict.provenance(card)
+    assert prov["skill_warnings"] == warn
+    df = pd.DataFrame({"core": ["C0"], "depth_mm": [5.0], "CaCO3": [40.0], "TOC": [1.0]})
+    export.write_predictions_csv(tmp_path / "p.csv", df, prov)
+    head = [ln for ln in (tmp_path / "p.csv").read_text().splitlines() if ln.startswith("# WARNING")]
+    assert head == ["# WARNING " + warn[0]]
+    from xrfcore.targets import skill_warnings
+    assert skill_warnings({"CaCO3": {"r2": 0.95, "n": 9}, "TOC": {"r2": 0.3, "n": 9}}) == [
+        "TOC: validation R2 0.30 (n=9): weak; use with care"]

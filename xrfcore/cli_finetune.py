@@ -179,6 +179,8 @@ def cmd_finetune(args) -> int:
         unit = f" {units[t]}" if units.get(t) else ""
         print(f"  {t}: R2 {r2}  RMSE {rmse}{unit}  (n={m['n']})  90% interval {qs}{covs}")
         print(f"    modelled {st.get('space', 'linear')}: {st.get('space_reason', '')}")
+    for w in card.get("skill_warnings") or []:
+        print(f"  WARNING {w}")
     if card.get("simulated_data"):
         print("  (trained on SIMULATED data)")
     print(f"saved to {Path(args.out) / 'model.safetensors'}")

@@ -64,6 +64,7 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
         "model_mode": card.get("mode"),
         "base_model": (card.get("base_model") or {}).get("id"),
         "model_metrics": metrics,
+        "skill_warnings": card.get("skill_warnings") or [],
         "interval": f"{round(100 * (1 - (card.get('finetune_config') or {}).get('alpha', 0.1)))} % conformal",
         "conformal_q": {t: c.get("q") for t, c in (card.get("conformal") or {}).items()},
         "interval_calibration": {t: {"method": c.get("method", "plain"), "q_normalised": c.get("q_normalised"),

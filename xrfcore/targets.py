@@ -287,3 +287,23 @@ def stored(meta: dict, df: pd.DataFrame | None) -> dict[str, str]:
 def with_unit(name: str, unit: str | None) -> str:
     """'Fe (mg/kg)': a column or axis title with its unit ('Fe' when none is known)."""
     return f"{name} ({unit})" if unit else name
+
+
+SKILL_MIN_R2 = 0.5   # below this cross-validated R2 a target's predictions are said to be weak
+
+
+def skill_warnings(metrics: dict, units: dict | None = None) -> list[str]:
+    """Plain warnings for targets the validation says the model cannot predict well: R2 < 0 (worse
+    than the mean of the labels) or < SKILL_MIN_R2. Written into the card, printed by the CLI, shown
+    by the app and carried into every export, so a weak target is never silently used."""
+    out = []
+    for t, m in (metrics or {}).items():
+        r2 = (m or {}).get("r2")
+        if r2 is None:
+            continue
+        if r2 < 0:
+            out.append(f"{t}: validation R2 {r2:.2f} (n={m.get('n')}): no skill, worse than the mean of the "
+                       "labels; do not use these values (more lab samples, from more cores, are needed)")
+        elif r2 < SKILL_MIN_R2:
+            out.append(f"{t}: validation R2 {r2:.2f} (n={m.get('n')}): weak; use with care")
+    return out

@@ -265,3 +265,12 @@ def test_traces_log_ratio_uses_line_windows():
     assert ca.shape == (4,) and (ca > fe).all()
     r = traces.log_ratio(X, g, "Ca", "Fe")
     assert np.allclose(r, np.log((ca + 1) / (fe + 1)))
+
+
+def test_a_weak_target_is_said_after_fine_tuning(window):
+    w = window
+    warn = ["TOC: validation R2 -0.61 (n=10): no skill, worse than the mean of the labels; do not use these values"]
+    card = {"mode": "head", "metrics": {"TOC": {"r2": -0.61, "rmse": 1.4, "n": 10}}, "skill_warnings": warn}
+    w.show_finetune_result({"card": card, "measured": {"TOC": [1.0, 2.0]}, "predicted": {"TOC": [1.5, 1.1]}})
+    assert "Warning" in w.training.metrics.text() and "no skill" in w.training.metrics.text()
+    assert "with a warning" in w.statusBar().currentMessage()

@@ -520,6 +520,7 @@ def finetune(model_or_path, X, y: pd.DataFrame, *, groups=None, grid=None,
         "finetune_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "validation": _validation_table(val_note, val_idx, targets, Y, oof, y, groups),
         "metrics": metrics,
+        "skill_warnings": tg.skill_warnings(metrics),
         "conformal": conformal,
         "ood": ood,
         "simulated_data": bool(simulated) if simulated is not None else
