@@ -41,11 +41,11 @@ def provenance_lines(provenance: dict) -> list[str]:
     if prov.get("stale"):
         lines.append("# STALE PREDICTIONS: out of date, " + _one_line(prov["stale"]) + "; predict again "
                      "before using these values")
-    for w in prov.get("skill_warnings") or []:
-        lines.append("# WARNING " + _one_line(w))
     if prov.get("simulated"):
         lines.append("# SIMULATED DATA: these values come from simulated spectra and/or a model trained "
                      "on simulated data, not from real measurements")
+    for w in prov.get("skill_warnings") or []:
+        lines.append("# WARNING " + _one_line(w))
     for k, v in prov.items():
         lines.append(f"# {k}: {_one_line(v)}")
     return lines
