@@ -17,6 +17,7 @@ from app import engine
 from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
+from app.trace_actions import TraceActions
 from app.settings import Settings, log_dir
 from app.views.downcore_view import DowncoreView
 from app.views.reconstruction_view import ReconstructionView
@@ -25,8 +26,6 @@ from app.views.training_view import TrainingView
 from app.workers import JobThread
 
 log = logging.getLogger("xrfcore.app.main")
-TRACES = [("Ca", "Fe"), ("Ca", "Ti"), ("Fe", "Ti"), ("Si", "Al"), ("K", "Ti")]
-
 
 
 def interval_words(meta: dict) -> str:
@@ -123,7 +122,7 @@ class ProgressPanel(QWidget):
             self.job.cancel()
 
 
-class MainWindow(ModelActions, PlotActions, QMainWindow):
+class MainWindow(ModelActions, PlotActions, TraceActions, QMainWindow):
     idleChanged = Signal(bool)
     coreShown = Signal()
 
@@ -142,7 +141,6 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         self.foundation_path: str | None = None     # masked autoencoder used by Reconstruction
         self.foundation_for: str | None = None      # the project it was pretrained / adapted on, if any
         self.demo = False
-        self.traces: set[tuple[str, str]] = set()
 
         self.first = FirstRunPage(self)
         self.first.set_recent(self.settings.recent_projects)
@@ -236,13 +234,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         self._action(m, "Load model…", self.load_model)
         self.act_save_model = self._action(m, "Save model as…", self.save_model)
         v = mb.addMenu("&View")
-        tm = v.addMenu("Element traces")
-        self.trace_actions = {}
-        for num, den in TRACES:
-            a = QAction(f"ln({num}/{den})", self, checkable=True)
-            a.toggled.connect(lambda on, nd=(num, den): self.toggle_trace(nd, on))
-            tm.addAction(a)
-            self.trace_actions[(num, den)] = a
+        self.build_trace_menu(v)
         self._action(v, "Overlay this depth", self.overlay_current, "Ctrl+D")
         self._action(v, "Sum depth range…", self.sum_depth_range)
         adv = mb.addMenu("&Advanced")
@@ -484,8 +476,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
                 found = engine.find_model_by_id(mid)
                 if found:
                     self.set_model(found)
-        for nd in list(self.traces):
-            self._draw_trace(nd)
+        self.draw_traces_and_sections()
         self.idx = 0
         self._banner_base = (("SIMULATED sample core: not real measurements.  " if view.simulated else "")
                              + f"{view.core}: {n} spectra, depth "
@@ -540,6 +531,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         sim = " (SIMULATED)" if meta.get("simulated") or (self.view and self.view.simulated) else ""
         self.downcore.set_title(f"{self.view.core} · {self.view.run} · predicted by {mid}{sim}; "
                                 f"bands: {interval_words(meta)}, red points: lab samples, orange: out of distribution")
+        self.downcore.set_interval_text(interval_words(meta).split(" (")[0])
         self.downcore.set_stale(meta.get("stale_reasons") or [])
 
     def show_prediction(self, core: str, model_id: str) -> None:
@@ -615,28 +607,6 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
             self.spectrum.add_overlay(counts, f"sum {a:g}-{b:g} mm ({n} spectra)")
         self.start_job(engine.sum_range, self.project, v.core, v.run, a, b, name="sum",
                        text="Summing spectra", on_success=done)
-
-    # ------------------------------------------------------------------ element traces
-    def toggle_trace(self, nd: tuple[str, str], on: bool) -> None:
-        name = f"ln({nd[0]}/{nd[1]})"
-        if not on:
-            self.traces.discard(nd)
-            self.downcore.remove_trace(name)
-            return
-        self.traces.add(nd)
-        if self.view is not None:
-            self._draw_trace(nd)
-
-    def _draw_trace(self, nd: tuple[str, str]) -> None:
-        from xrfcore import traces
-        v = self.view
-        try:
-            values = traces.log_ratio(v.run_data.counts, v.run_data.grid, nd[0], nd[1])
-        except Exception as exc:  # noqa: BLE001
-            report_exception(self, "Element trace", exc)
-            self.trace_actions[nd].setChecked(False)
-            return
-        self.downcore.set_trace(f"ln({nd[0]}/{nd[1]})", v.depth, np.asarray(values)[v.order])
 
     # ------------------------------------------------------------------ tabs
     def _on_tab(self, _i: int) -> None:

@@ -3,13 +3,15 @@
 One panel per target (CaCO3 and TOC, plus any other lab target of the stored lab samples or of the
 prediction shown: ``set_targets``), each with its unit. Predictions are drawn with their interval
 band, lab samples as points (with their depth interval), out-of-distribution depths shaded, and
-optional element-window traces (e.g. ln(Ca/Fe)).
+element traces (counts or ratios, xrfcore.traces), one panel each. A target panel is shown once it
+has something to draw (no empty axes after an import); a legend names every mark and the interval
+level; section tops are marked; depth reads in mm, cm or m.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 from app.views.plotting import cache_axes
@@ -17,8 +19,12 @@ from app.views.plotting import cache_axes
 PANEL_COLOURS = {"CaCO3": "#1f77b4", "TOC": "#2ca02c"}
 OTHER_COLOURS = ["#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 TRACE_COLOUR = "#7f3f98"
-OOD_BRUSH = QColor(255, 140, 0, 60)
+OOD_BRUSH = QColor(255, 120, 0, 110)     # clearly shaded: out-of-distribution depths must be seen
+OOD_PEN = QColor(230, 100, 0, 200)
+MIN_SPAN_SHARE = 0.004                     # a one-depth span is drawn at least this share of the core
 MAX_OOD_SPANS = 400
+DEPTH_UNITS = {"mm": 1.0, "cm": 0.1, "m": 0.001}
+TRACE_COLOURS = ["#7f3f98", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e"]
 
 
 def runs_of_true(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -42,6 +48,7 @@ class DowncorePanel:
         self.plot, self.name = plot, name
         colour = colour or PANEL_COLOURS.get(name, TRACE_COLOUR)
         plot.setLabel("top", f"{name} {units}".strip())
+        plot.hideAxis("bottom")   # values read on the top axis, beside the name and unit
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.invertY(True)
         cache_axes(plot)
@@ -87,7 +94,7 @@ class DowncorePanel:
         self.ood = []
         for i, (a, b) in enumerate(spans_mm[:MAX_OOD_SPANS]):
             r = pg.LinearRegionItem(values=(a, b), orientation="horizontal", movable=False,
-                                    brush=OOD_BRUSH, pen=pg.mkPen(None))
+                                    brush=OOD_BRUSH, pen=pg.mkPen(OOD_PEN, width=1))
             r.setZValue(-10)
             if tips and tips[i]:
                 r.setToolTip(tips[i])  # why it is flagged, on hover
@@ -132,51 +139,135 @@ class DowncoreView(QWidget):
         self.ood_spans: list[tuple[float, float]] = []
         self.ood_tips: list[str] = []
         self.units: dict[str, str] = {}
+        self.depth_unit = "mm"
+        self.section_tops: list[tuple[float, str]] = []
+        self.interval_text = "90 % interval"
+        self.legend: pg.LegendItem | None = None
         self._build({t: (units or {}).get(t, "wt%") for t in targets})
         self.glw.scene().sigMouseClicked.connect(self._on_click)
 
+    # ---------------------------------------------------------------- layout
+    def _add_plot(self) -> pg.PlotItem:
+        p = self.glw.addPlot()
+        p.setMenuEnabled(False)
+        cur = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#444444", width=1))
+        p.addItem(cur, ignoreBounds=True)
+        self.cursors.append(cur)
+        return p
+
     def _build(self, units: dict[str, str]) -> None:
-        """One panel per target (in order) and the traces panel, sharing the depth axis."""
+        """One panel per target (in order); trace panels are added by set_trace."""
         self.glw.clear()
         self.panels, self.cursors, self.trace_items, self.units = {}, [], {}, dict(units)
-        first, extra = None, 0
-        for t in list(units) + ["traces"]:
-            p = self.glw.addPlot()
-            p.setMenuEnabled(False)
-            if first is None:
-                first = p
-                p.setLabel("left", "Depth (mm)")
-            else:
-                p.setYLink(first)
-                p.getAxis("left").setStyle(showValues=False)
-            if t == "traces":
-                self.panels[t] = DowncorePanel(p, "element traces", "")
-            else:
-                colour = PANEL_COLOURS.get(t) or OTHER_COLOURS[extra % len(OTHER_COLOURS)]
-                extra += t not in PANEL_COLOURS
-                u = units[t]
-                self.panels[t] = DowncorePanel(p, t, f"({'wt %' if u == 'wt%' else u})" if u else "", colour)
-            cur = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#444444", width=1))
-            p.addItem(cur, ignoreBounds=True)
-            self.cursors.append(cur)
-        self._trace_plot = self.panels["traces"].plot
-        self._trace_plot.setVisible(False)  # shown when a trace is switched on
+        self.legend = None
+        extra = 0
+        for t in units:
+            p = self._add_plot()
+            colour = PANEL_COLOURS.get(t) or OTHER_COLOURS[extra % len(OTHER_COLOURS)]
+            extra += t not in PANEL_COLOURS
+            u = units[t]
+            self.panels[t] = DowncorePanel(p, t, f"({'wt %' if u == 'wt%' else u})" if u else "", colour)
+            p.setVisible(False)   # shown once it has a prediction or lab samples
+        self._relayout()
+
+    def _visible(self) -> list[DowncorePanel]:
+        return [pn for pn in self.panels.values() if pn.plot.isVisible()]
+
+    def _relayout(self) -> None:
+        """The depth axis (values, label, unit) on the first shown panel only; section tops and the
+        legend follow the shown panels."""
+        scale = DEPTH_UNITS[self.depth_unit]
+        shown = self._visible()
+        # depth is linked to the first shown panel (a hidden one has no size to map ranges through)
+        for pn in self.panels.values():
+            pn.plot.setYLink(None)
+        for pn in shown[1:]:
+            pn.plot.setYLink(shown[0].plot)
+        if shown:
+            shown[0].plot.setYRange(*self.depth_range, padding=0.02)
+        for i, pn in enumerate(shown):
+            ax = pn.plot.getAxis("left")
+            ax.setScale(scale)
+            ax.setStyle(showValues=i == 0)
+            ax.setLabel(f"Depth ({self.depth_unit})" if i == 0 else "")
+        self._draw_sections()
+        self._draw_legend()
+
+    def _show(self, panel: DowncorePanel) -> None:
+        if not panel.plot.isVisible():
+            panel.plot.setVisible(True)
+            self._relayout()
 
     def targets(self) -> list[str]:
-        return [t for t in self.panels if t != "traces"]
+        return [t for t in self.panels if not t.startswith("trace:")]
 
     def set_targets(self, units: dict[str, str]) -> None:
         """Show one panel per target ({target: unit}); panels are rebuilt (and emptied) only when the
-        targets change. Traces and depth range are kept."""
+        targets change. Traces, sections and depth range are kept."""
         if dict(units) == self.units:
             return
         traces = {n: it.getData() for n, it in self.trace_items.items()}
         self._build(dict(units))
         for n, (x, y) in traces.items():
             self.set_trace(n, y, x)
-        first = next(iter(self.panels.values())).plot
-        first.setYRange(*self.depth_range, padding=0.02)
+        self._relayout()
 
+    # ---------------------------------------------------------------- depth
+    def set_depth_unit(self, unit: str) -> None:
+        """mm, cm or m on the depth axis (the data stay in mm)."""
+        if unit not in DEPTH_UNITS:
+            raise ValueError(f"depth unit must be one of {', '.join(DEPTH_UNITS)}, not {unit!r}")
+        self.depth_unit = unit
+        self._relayout()
+
+    def set_sections(self, tops_mm, names=None) -> None:
+        """Mark section boundaries (the depth where each section starts) on every panel."""
+        names = list(names) if names is not None else [""] * len(tops_mm)
+        self.section_tops = [(float(t), str(n)) for t, n in zip(tops_mm, names) if np.isfinite(t)]
+        self._draw_sections()
+
+    def _draw_sections(self) -> None:
+        for pn in self.panels.values():
+            for it in getattr(pn, "section_lines", []):
+                pn.plot.removeItem(it)
+            pn.section_lines = []
+            if not pn.plot.isVisible():
+                continue
+            for k, (top, name) in enumerate(self.section_tops):
+                if k == 0 and top <= self.depth_range[0]:
+                    continue   # the core top is no boundary
+                ln = pg.InfiniteLine(pos=top, angle=0, movable=False,
+                                     pen=pg.mkPen("#555555", width=1, style=Qt.DashLine))
+                ln.setToolTip(f"section {name} starts at {top * DEPTH_UNITS[self.depth_unit]:g} {self.depth_unit}")
+                pn.plot.addItem(ln, ignoreBounds=True)
+                pn.section_lines.append(ln)
+
+    def set_interval_text(self, text: str) -> None:
+        """What the bands are, for the legend (e.g. "90 % interval, by-core calibration")."""
+        self.interval_text = text
+        self._draw_legend()
+
+    def _draw_legend(self) -> None:
+        """One legend, in the first shown target panel with data: prediction, interval band (its
+        level), lab samples, out of distribution."""
+        if self.legend is not None:
+            self.legend.scene() and self.legend.scene().removeItem(self.legend)
+            self.legend = None
+        host = next((pn for pn in self._visible() if not pn.name.startswith("trace:")), None)
+        if host is None:
+            return
+        leg = pg.LegendItem(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+        leg.setParentItem(host.plot.getViewBox())
+        leg.addItem(host.line, "prediction")
+        band = pg.PlotDataItem([0, 1], [0, 0], pen=pg.mkPen(None), fillLevel=1,
+                               fillBrush=host.band.brush())
+        leg.addItem(band, self.interval_text)
+        leg.addItem(host.labs, "lab samples")
+        ood = pg.PlotDataItem([0, 1], [0, 0], pen=pg.mkPen(OOD_PEN), fillLevel=1, fillBrush=OOD_BRUSH)
+        leg.addItem(ood, "out of distribution (hover: why)")
+        self.legend = leg
+
+    # ---------------------------------------------------------------- content
     def set_title(self, text: str) -> None:
         self.title.setText(text)
 
@@ -193,20 +284,23 @@ class DowncoreView(QWidget):
         d = d[np.isfinite(d)]
         if len(d):
             self.depth_range = (float(d.min()), float(d.max()))
-            first = next(iter(self.panels.values())).plot
-            first.setYRange(*self.depth_range, padding=0.02)
+            self._relayout()
 
     def set_prediction(self, target: str, depth, value, lo=None, hi=None) -> None:
         if target in self.panels:
             self.panels[target].set_series(depth, value, lo, hi)
+            self._show(self.panels[target])
 
     def set_lab_samples(self, target: str, depth, value, top=None, bottom=None) -> None:
         if target in self.panels:
             self.panels[target].set_labs(depth, value, top, bottom)
+            if len(np.atleast_1d(value)):
+                self._show(self.panels[target])
 
     def set_ood(self, depth, flags, step_mm: float | None = None, reasons=None) -> None:
-        """Shade depths whose out-of-distribution flag is set (merged into spans); ``reasons`` (text
-        per depth) become each span's tooltip."""
+        """Shade depths whose out-of-distribution flag is set (merged into spans, each at least
+        MIN_SPAN_SHARE of the core tall so a single depth is seen); ``reasons`` (text per depth)
+        become each span's tooltip."""
         depth = np.asarray(depth, float)
         flags = np.asarray(flags, bool)
         order = np.argsort(depth)
@@ -214,31 +308,36 @@ class DowncoreView(QWidget):
         why = np.asarray(reasons, dtype=object)[order] if reasons is not None else None
         if step_mm is None:
             step_mm = float(np.median(np.diff(depth))) if len(depth) > 1 else 1.0
-        half = step_mm / 2
+        half = max(step_mm / 2, MIN_SPAN_SHARE * (np.ptp(depth) if len(depth) else 0.0) / 2)
         runs = runs_of_true(flags)
         self.ood_spans = [(depth[a] - half, depth[b - 1] + half) for a, b in runs]
         self.ood_tips = [ood_tip(depth[a:b], why[a:b]) for a, b in runs] if why is not None else []
         for p in self.panels.values():
             p.set_ood(self.ood_spans, self.ood_tips)
 
-    def set_trace(self, name: str, depth, values) -> None:
-        panel = self.panels["traces"]
-        colours = ["#7f3f98", "#8c564b", "#e377c2", "#17becf"]
-        if name not in self.trace_items:
-            item = pg.PlotCurveItem(pen=pg.mkPen(colours[len(self.trace_items) % 4], width=1.1))
-            panel.plot.addItem(item)
-            self.trace_items[name] = item
-        self.trace_items[name].setData(np.asarray(values, float), np.asarray(depth, float),
-                                       connect="finite")
-        self._trace_plot.setVisible(True)
-        panel.plot.setLabel("top", ", ".join(self.trace_items))
+    def set_trace(self, name: str, depth, values, unit: str = "") -> None:
+        """A trace (element counts or a ratio) in its own panel, sharing the depth axis; ``unit``
+        (e.g. "counts") lets the axis use SI prefixes (kcounts) instead of crowded long numbers."""
+        key = "trace:" + name
+        if key not in self.panels:
+            p = self._add_plot()
+            colour = TRACE_COLOURS[len(self.trace_items) % len(TRACE_COLOURS)]
+            self.panels[key] = DowncorePanel(p, key, "", colour)
+            p.setLabel("top", name, units=unit or None)
+            self.trace_items[name] = self.panels[key].line
+            self.panels[key].set_ood(self.ood_spans, self.ood_tips)
+        self.trace_items[name].setData(np.asarray(values, float), np.asarray(depth, float), connect="finite")
+        self.panels[key].has_data = True
+        self._relayout()
 
     def remove_trace(self, name: str) -> None:
-        item = self.trace_items.pop(name, None)
-        if item is not None:
-            self.panels["traces"].plot.removeItem(item)
-        self.panels["traces"].plot.setLabel("top", ", ".join(self.trace_items) or "element traces")
-        self._trace_plot.setVisible(bool(self.trace_items))
+        key = "trace:" + name
+        pn = self.panels.pop(key, None)
+        self.trace_items.pop(name, None)
+        if pn is not None:
+            self.cursors = [c for c in self.cursors if c.getViewBox() is not pn.plot.getViewBox()]
+            self.glw.removeItem(pn.plot)
+            self._relayout()
 
     def set_cursor(self, depth_mm: float) -> None:
         for c in self.cursors:
@@ -246,16 +345,19 @@ class DowncoreView(QWidget):
 
     def clear(self) -> None:
         self.set_stale([])
-        for p in self.panels.values():
-            p.clear()
         for name in list(self.trace_items):
             self.remove_trace(name)
+        for p in self.panels.values():
+            p.clear()
+            p.plot.setVisible(False)
         self.ood_spans = []
+        self.section_tops = []
+        self._relayout()
 
     def _on_click(self, ev) -> None:
         pos = ev.scenePos()
         for p in self.panels.values():
-            if p.plot.sceneBoundingRect().contains(pos):
+            if p.plot.isVisible() and p.plot.sceneBoundingRect().contains(pos):
                 y = p.plot.getViewBox().mapSceneToView(pos).y()
                 self.depthClicked.emit(float(y))
                 return

@@ -30,7 +30,7 @@ def _paint(painter: QPainter, view, rect: QRectF, title: str, provenance: str) -
     painter.setPen(QColor("black"))
     inner = rect.width() - px
     if title:
-        font.setPixelSize(max(6, int(_fit_px(title, px, inner))))
+        font.setPixelSize(max(6, int(_fit_px(title, px, inner, 0.64))))
         font.setBold(True)
         painter.setFont(font)
         painter.drawText(QRectF(rect.left() + px / 2, rect.top(), inner, title_h),

@@ -121,8 +121,22 @@ def test_journey_labels_finetune_predict_export_reconstruct(window, qtbot, proje
     w.add_sum_overlay(100.0, 200.0)
     wait_idle(qtbot, w)
     assert any(lab.startswith("sum 100-200 mm (10 spectra)") for lab in w.spectrum.overlay_labels())
+    # after import: Ca, Fe and ln(Ca/Fe) drawn, no empty target axes, section tops marked
+    assert list(w.downcore.trace_items) == ["Ca", "Fe", "ln(Ca/Fe)"]
+    assert w.trace_actions[("Ca", "Fe")].isChecked()
+    assert w.downcore.section_tops
+    w.trace_actions[("Ca", "Fe")].setChecked(False)
+    assert "ln(Ca/Fe)" not in w.downcore.trace_items
     w.trace_actions[("Ca", "Fe")].setChecked(True)
     assert "ln(Ca/Fe)" in w.downcore.trace_items
+    from xrfcore.traces import TraceSpec
+    w.set_trace_on(TraceSpec("Fe", normalise="scatter", log=True), True)
+    assert "ln(Fe/scatter)" in w.downcore.trace_items
+    w.set_trace_on(TraceSpec("Sr"), True)                  # not excited at 10 kV: said, not drawn
+    assert errors_shown and "Sr" in errors_shown[-1][1] and "Sr" not in w.downcore.trace_items
+    errors_shown.clear()
+    w.depth_unit_actions["cm"].trigger()
+    assert w.downcore.depth_unit == "cm"
 
     # load lab samples: mapping dialog shows matched rows, then they are stored
     from app.dialogs import labels_dialog

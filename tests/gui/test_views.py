@@ -68,10 +68,13 @@ def test_downcore_view_bands_labs_ood_traces(qtbot):
     v.set_ood(z, flags, reasons=why)  # the reason shows on hover
     tip = v.panels["CaCO3"].ood[0].toolTip()
     assert tip.startswith("Out of distribution, 30-50 mm (3 depths)") and "40 mm: low counts (x0.31" in tip
-    assert not v._trace_plot.isVisible() or True
     v.set_trace("ln(Ca/Fe)", z, np.sin(z))
-    assert "ln(Ca/Fe)" in v.trace_items
+    v.set_trace("Ca", z, 1e5 + z)                     # each trace in its own panel (own scale)
+    assert list(v.trace_items) == ["ln(Ca/Fe)", "Ca"]
+    assert v.panels["trace:Ca"].plot.getAxis("top").labelText == "Ca"
     v.remove_trace("ln(Ca/Fe)")
+    assert list(v.trace_items) == ["Ca"] and "trace:ln(Ca/Fe)" not in v.panels
+    v.remove_trace("Ca")
     assert not v.trace_items
     got = []
     v.depthClicked.connect(got.append)
@@ -274,3 +277,41 @@ def test_a_weak_target_is_said_after_fine_tuning(window):
     w.show_finetune_result({"card": card, "measured": {"TOC": [1.0, 2.0]}, "predicted": {"TOC": [1.5, 1.1]}})
     assert "Warning" in w.training.metrics.text() and "no skill" in w.training.metrics.text()
     assert "with a warning" in w.statusBar().currentMessage()
+
+
+def test_downcore_view_second_pass(qtbot):
+    """No empty target axes before there is something to draw; a legend with the interval level;
+    section tops marked; depth in cm or m; a single flagged depth is still a visible band."""
+    from app.views.downcore_view import DowncoreView
+    v = DowncoreView()
+    qtbot.addWidget(v)
+    z = np.arange(300) * 10.0
+    v.set_depths(z)
+    assert not v.panels["CaCO3"].plot.isVisible() and not v.panels["TOC"].plot.isVisible()
+    v.set_trace("Ca", z, 1e5 + z)
+    assert v.panels["trace:Ca"].plot.getAxis("left").labelText == "Depth (mm)"
+    v.set_lab_samples("TOC", [15.0], [1.0])
+    assert v.panels["TOC"].plot.isVisible() and not v.panels["CaCO3"].plot.isVisible()
+    v.set_prediction("CaCO3", z, np.full(300, 50.0), np.full(300, 45.0), np.full(300, 55.0))
+    assert v.panels["CaCO3"].plot.isVisible()
+    # the depth axis (values and label) on the first shown panel only
+    assert v.panels["CaCO3"].plot.getAxis("left").labelText == "Depth (mm)"
+    assert v.panels["TOC"].plot.getAxis("left").labelText == ""
+    v.set_interval_text("90 % conformal intervals, by-core calibration")
+    labels = [lab.text for _, lab in v.legend.items]
+    assert labels == ["prediction", "90 % conformal intervals, by-core calibration", "lab samples",
+                      "out of distribution (hover: why)"]
+    v.set_sections([0.0, 1000.0, 2000.0], ["1", "2", "3"])
+    assert [ln.value() for ln in v.panels["CaCO3"].section_lines] == [1000.0, 2000.0]
+    assert "section 2 starts at 1000 mm" in v.panels["CaCO3"].section_lines[0].toolTip()
+    v.set_depth_unit("m")
+    ax = v.panels["CaCO3"].plot.getAxis("left")
+    assert ax.labelText == "Depth (m)" and ax.scale == pytest.approx(0.001)
+    assert "starts at 2 m" in v.panels["CaCO3"].section_lines[1].toolTip()
+    with pytest.raises(ValueError):
+        v.set_depth_unit("ft")
+    flags = np.zeros(300, bool)
+    flags[100] = True
+    v.set_ood(z, flags)
+    (a, b), = v.ood_spans
+    assert b - a >= 0.004 * 2990 - 1e-9 and a < 1000 < b      # one depth: still a visible band
