@@ -34,6 +34,7 @@ SAMPLE_MM = 10.0        # a lab sample: 1 cm
 SPACING_MM = 20.0       # centre to centre, between suggestions and to the samples already taken
 LOW_COUNTS = 0.5        # counts under this fraction of the core's median: crack or gap, never suggested
 OOD_BOOST = 2.0
+FAR = 2.0               # a suggestion this many times the usual neighbour distance away: "far"
 MAX_DEMAND, MAX_CANDIDATES = 2000, 6000
 
 
@@ -212,7 +213,8 @@ def select(table: pd.DataFrame, E: np.ndarray, k: int, *, labels: pd.DataFrame |
     wd = w[demand].astype(np.float32)
     alive = np.ones(len(cand), bool)
     picks, reasons = [], []
-    q90 = np.quantile(nearest[cand], 0.9) if facilities and len(cand) else np.inf
+    # the usual distance from a depth to its most similar other depth: the scale of "far"
+    usual = float(np.median(np.partition(D, 1, axis=1)[:, 1])) if D.shape[1] > 1 else 1.0
     for step in range(k):
         if token is not None:
             token.raise_if_cancelled()
@@ -228,22 +230,19 @@ def select(table: pd.DataFrame, E: np.ndarray, k: int, *, labels: pd.DataFrame |
             reason = f"widest {widest[i]} interval ({w[i]:.1f}x the median width)"
         elif not facilities and not picks:
             reason = "most typical spectrum of the cores"
-        elif nearest[i] >= q90:
-            reason = "far from every labelled spectrum"
+        elif nearest[i] >= FAR * usual:
+            reason = f"far from every labelled spectrum ({nearest[i] / max(usual, 1e-12):.1f}x the usual distance)"
         else:
             reason = "many similar depths not yet sampled"
         picks.append(i)
         reasons.append(reason)
         cur = np.minimum(cur, D[:, j])
         nearest = np.minimum(nearest, np.linalg.norm(Z - Z[i], axis=1))
-        if not np.isfinite(q90):
-            q90 = np.quantile(nearest[cand[alive]], 0.9)
         alive &= ~((core[cand] == core[i]) & (np.abs(depth[cand] - depth[i]) < spacing_mm))
     # how many depths each suggestion stands for (nearest among the samples taken and suggested)
     if picks:
         Dp = np.linalg.norm(Z[demand][:, None, :] - Z[picks][None], axis=2) if len(demand) * len(picks) < 4e6 \
             else np.column_stack([np.linalg.norm(Z[demand] - Z[p], axis=1) for p in picks])
-        best = np.where(Dp.min(1) <= np.minimum(nearest[demand], np.inf), Dp.argmin(1), -1)
         fac = np.full(len(demand), np.inf)
         for f in facilities:
             fac = np.minimum(fac, np.linalg.norm(Z[demand] - f, axis=1))
