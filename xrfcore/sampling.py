@@ -214,7 +214,7 @@ def select(table: pd.DataFrame, E: np.ndarray, k: int, *, labels: pd.DataFrame |
     alive = np.ones(len(cand), bool)
     picks, reasons = [], []
     # the usual distance from a depth to its most similar other depth: the scale of "far"
-    usual = float(np.median(np.partition(D, 1, axis=1)[:, 1])) if D.shape[1] > 1 else 1.0
+    usual = float(np.median(np.partition(D, 1, axis=1)[:, 1])) if D.shape[0] and D.shape[1] > 1 else 1.0
     for step in range(k):
         if token is not None:
             token.raise_if_cancelled()
