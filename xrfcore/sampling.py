@@ -241,8 +241,7 @@ def select(table: pd.DataFrame, E: np.ndarray, k: int, *, labels: pd.DataFrame |
         alive &= ~((core[cand] == core[i]) & (np.abs(depth[cand] - depth[i]) < spacing_mm))
     # how many depths each suggestion stands for (nearest among the samples taken and suggested)
     if picks:
-        Dp = np.linalg.norm(Z[demand][:, None, :] - Z[picks][None], axis=2) if len(demand) * len(picks) < 4e6 \
-            else np.column_stack([np.linalg.norm(Z[demand] - Z[p], axis=1) for p in picks])
+        Dp = np.column_stack([np.linalg.norm(Z[demand] - Z[p], axis=1) for p in picks])
         fac = np.full(len(demand), np.inf)
         for f in facilities:
             fac = np.minimum(fac, np.linalg.norm(Z[demand] - f, axis=1))
