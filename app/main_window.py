@@ -17,6 +17,7 @@ from app import engine
 from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
+from app.sampling_actions import SamplingActions
 from app.trace_actions import TraceActions
 from app.settings import Settings, log_dir
 from app.views.downcore_view import DowncoreView
@@ -122,7 +123,7 @@ class ProgressPanel(QWidget):
             self.job.cancel()
 
 
-class MainWindow(ModelActions, PlotActions, TraceActions, QMainWindow):
+class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMainWindow):
     idleChanged = Signal(bool)
     coreShown = Signal()
 
@@ -230,6 +231,8 @@ class MainWindow(ModelActions, PlotActions, TraceActions, QMainWindow):
         m = mb.addMenu("&Model")
         self.act_finetune = self._action(m, "Fine-tune…", self.finetune, "Ctrl+T")
         self.act_predict = self._action(m, "Predict", self.predict, "Ctrl+P")
+        self.act_suggest = self._action(m, "Suggest sampling depths…", self.suggest_sampling,
+                                        tip="Where to take the next lab samples (marked on the downcore view)")
         m.addSeparator()
         self._action(m, "Load model…", self.load_model)
         self.act_save_model = self._action(m, "Save model as…", self.save_model)
@@ -282,6 +285,7 @@ class MainWindow(ModelActions, PlotActions, TraceActions, QMainWindow):
         self.act_finetune.setToolTip(why or f"Fine-tune a model on the {n_lab} lab samples of {self.view.core}")
         self.act_finetune.setStatusTip(why)
         self.act_predict.setEnabled(has_core and self.model_path is not None)
+        self.act_suggest.setEnabled(has_core)
         self.act_export.setEnabled(has_core and bool(self.view and self.view.predictions))
         self.act_save_model.setEnabled(self.model_path is not None)
 

@@ -2,7 +2,7 @@
 
 Areas: ``cli_project`` (import, info, export-spectra), ``cli_simulate`` (simulate,
 simulate-archive), ``cli_pretrain`` (pretrain, reconstruct, models), ``cli_labels`` (labels), ``cli_finetune``
-(finetune, predict, export, bench), ``cli_models`` (models).
+(finetune, predict, export, bench), ``cli_models`` (models), ``cli_sampling`` (suggest).
 Each module has ``register(subparsers)``; a subcommand sets ``func(args) -> int``.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from xrfcore import __version__
 
 AREAS = ("xrfcore.cli_project", "xrfcore.cli_simulate", "xrfcore.cli_pretrain", "xrfcore.cli_labels",
-         "xrfcore.cli_finetune", "xrfcore.cli_models")
+         "xrfcore.cli_finetune", "xrfcore.cli_models", "xrfcore.cli_sampling")
 
 
 class UserError(Exception):

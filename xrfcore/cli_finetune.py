@@ -71,7 +71,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="run a benchmark (tests/benchmarks/) and print its table")
-    p.add_argument("which", choices=("accuracy", "throughput", "ood"))
+    p.add_argument("which", choices=("accuracy", "throughput", "ood", "sampling"))
     p.add_argument("--quick", action="store_true", help="small version (minutes)")
     p.add_argument("rest", nargs="*", help="further arguments for the benchmark script")
     p.set_defaults(func=cmd_bench)

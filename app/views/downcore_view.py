@@ -339,12 +339,31 @@ class DowncoreView(QWidget):
             self.glw.removeItem(pn.plot)
             self._relayout()
 
+    def set_suggestions(self, depths, ranks=None, tips=None) -> None:
+        """Suggested sampling depths as dashed lines across the panels, numbered in the first
+        (empty: none); ``tips``: text per depth on hover."""
+        for plot, line in getattr(self, "_suggestion_lines", []):
+            plot.removeItem(line)
+        self._suggestion_lines, self.suggested = [], [float(d) for d in depths]
+        pen = pg.mkPen("#9467bd", width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine)
+        shown = self._visible() or list(self.panels.values())
+        for n, p in enumerate(shown):
+            for i, d in enumerate(self.suggested):
+                label = f"#{ranks[i]}" if ranks is not None and n == 0 else None
+                line = pg.InfiniteLine(pos=d, angle=0, movable=False, pen=pen, label=label,
+                                       labelOpts={"position": 0.92, "color": "#9467bd"})
+                if tips:
+                    line.setToolTip(tips[i])
+                p.plot.addItem(line, ignoreBounds=True)
+                self._suggestion_lines.append((p.plot, line))
+
     def set_cursor(self, depth_mm: float) -> None:
         for c in self.cursors:
             c.setValue(depth_mm)
 
     def clear(self) -> None:
         self.set_stale([])
+        self.set_suggestions([])
         for name in list(self.trace_items):
             self.remove_trace(name)
         for p in self.panels.values():
