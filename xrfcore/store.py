@@ -40,6 +40,7 @@ import pandas as pd
 
 from xrfcore import __version__
 from xrfcore.io.records import SpectrumRecord
+from xrfcore import store_parts
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 from xrfcore.store_check import (  # noqa: F401 (re-exported)
     ProjectError, raised_by_h5py, DamagedProjectError, _TMP_NAME, _user_path, _what, damaged,
@@ -199,27 +200,58 @@ class Project:
         g = self._h5["import_log"]
         return pd.DataFrame({c: [_attr(v) for v in _read_ds(_dataset(g, c))] for c in LOG_COLUMNS})
 
+    # --- lab samples and predictions: the project file with the small writes of
+    # NAME.parts/ laid over it (store_parts; folded into the file by the next full write)
+    def _parts_index(self) -> dict | None:
+        gen = self._h5.attrs.get("generation")
+        return store_parts.read_index(self.path, _attr(gen) if gen is not None else None)
+
+    def _overlaid(self, pick, group: str, read):
+        """``read(h5 group)`` of the entry ``pick(index)`` names, else of ``group`` in the project
+        file (None when neither has it). An entry replaced by a writer meanwhile: index re-read."""
+        for _ in range(5):
+            name = pick(self._parts_index() or {})
+            if not name:
+                break
+            try:
+                with store_parts.open_entry(self.path, name) as f:
+                    return read(f[group])
+            except FileNotFoundError:
+                continue
+        return read(self._h5[group]) if group in self._h5 else None
+
+    def _labels_frame(self):
+        return self._overlaid(lambda ix: ix.get("labels"), "labels",
+                              lambda g: (_read_frame(g)[0], json.loads(g.attrs.get("meta", "{}"))))
+
     def labels(self, core: str | None = None) -> pd.DataFrame:
-        if "labels" not in self._h5:
+        got = self._labels_frame()
+        if got is None:
             return pd.DataFrame()
-        df, _ = _read_frame(self._h5["labels"])
+        df = got[0]
         if core is not None and "core" in df.columns:
             df = df[df["core"] == core].reset_index(drop=True)
         return df
 
     def labels_meta(self) -> dict:
-        return json.loads(self._h5["labels"].attrs.get("meta", "{}")) if "labels" in self._h5 else {}
+        got = self._overlaid(lambda ix: ix.get("labels"), "labels",
+                             lambda g: json.loads(g.attrs.get("meta", "{}")))
+        return got if got is not None else {}
 
     def predictions(self, core: str) -> list[str]:
         g = self._core(core)
-        return sorted(g["predictions"].keys()) if "predictions" in g else []
+        names = set(g["predictions"].keys()) if "predictions" in g else set()
+        names |= set((self._parts_index() or {}).get("predictions", {}).get(safe_name(core), {}))
+        return sorted(names)
 
     def read_predictions(self, core: str, model_id: str) -> tuple[pd.DataFrame, dict]:
-        g = self._core(core)
-        key = f"predictions/{safe_name(model_id)}"
-        if key not in g:
+        c, m = safe_name(core), safe_name(model_id)
+        self._core(core)
+        got = self._overlaid(lambda ix: ix.get("predictions", {}).get(c, {}).get(m),
+                             f"cores/{c}/predictions/{m}", _read_frame)
+        if got is None:
             raise ProjectError(f"{self.path}: core {core!r} has no predictions of model {model_id!r}")
-        return _read_frame(g[key])
+        return got
 
     def info(self) -> dict:
         """Summary of the project (what `xrfcore info --json` prints)."""
@@ -227,7 +259,8 @@ class Project:
         out: dict[str, Any] = {
             "path": str(self.path), "schema_version": int(a["schema_version"]),
             "xrfcore_version": _attr(a.get("xrfcore_version", "")),
-            "created": _attr(a.get("created", "")), "modified": _attr(a.get("modified", "")),
+            "created": _attr(a.get("created", "")),
+            "modified": max(_attr(a.get("modified", "")), (self._parts_index() or {}).get("modified", "")),
             "cores": [],
         }
         for core in self.cores():
@@ -258,11 +291,10 @@ class Project:
                     "calibration": json.loads(_attr(g.attrs.get("calibration", "{}")) or "{}"),
                     **settings,
                 })
-            cg = self._core(core)
             out["cores"].append({
                 "core": core, "runs": runs,
                 "spectra": sum(r["spectra"] for r in runs), "active": sum(r["active"] for r in runs),
-                "predictions": sorted(cg["predictions"].keys()) if "predictions" in cg else [],
+                "predictions": self.predictions(core),
             })
         log = self.import_log()
         out["import_log"] = {
@@ -277,11 +309,46 @@ class Project:
 
 class WritableProject(Project):
     """The project inside a :func:`transaction` (a temp copy; nothing is final until commit).
-    ``calibrations[(core, run)]``: the energy calibration of each run written (for reports)."""
+    ``calibrations[(core, run)]``: the energy calibration of each run written (for reports).
 
-    def __init__(self, h5, path):
-        super().__init__(h5, path)
+    The temp copy is made on first use (``_h5``): a transaction that only stores lab samples or
+    predictions stages them and commits them as small files beside the project (store_parts)."""
+
+    def __init__(self, h5, path, materialize=None, peek=None):
+        self._file = h5
+        self.path = Path(path)
+        self._materialize = materialize   # () -> the temp copy's h5py.File (folds NAME.parts/ in)
+        self._peek = peek                 # the project file, read-only (checks while staging)
         self.calibrations: dict = {}
+        self.staged_labels = None         # (df, meta)
+        self.staged_predictions: dict = {}  # (core, model) -> (df, meta)
+
+    @property
+    def _h5(self) -> h5py.File:
+        if self._file is None:
+            self._file = self._materialize()
+            if self.staged_labels is not None:
+                self.write_labels(*self.staged_labels)
+            for (c, m), (df, meta) in self.staged_predictions.items():
+                self.write_predictions(c, m, df, meta)
+            self.staged_labels, self.staged_predictions = None, {}
+        return self._file
+
+    @_h5.setter
+    def _h5(self, h5) -> None:
+        self._file = h5
+
+    @property
+    def materialized(self) -> bool:
+        return self._file is not None
+
+    def _parts_index(self) -> dict | None:
+        return None     # folded into the temp copy when it was made
+
+    def close(self) -> None:
+        for h in (self._file, self._peek):
+            if h is not None and h.id.valid:
+                h.close()
 
     def write_run(self, core: str, run: str, records: Iterable[SpectrumRecord], *,
                   replace: bool = False) -> dict:
@@ -332,11 +399,19 @@ class WritableProject(Project):
         del self._core(core)["runs"][safe_name(run)]
 
     def write_labels(self, df: pd.DataFrame, meta: dict | None = None) -> None:
+        if self._file is None and self._peek is not None:
+            self.staged_labels = (df.copy(), dict(meta or {}))
+            return
         if "labels" in self._h5:
             del self._h5["labels"]
         _write_frame(self._h5.create_group("labels"), df, meta or {})
 
     def write_predictions(self, core: str, model_id: str, df: pd.DataFrame, meta: dict | None = None) -> None:
+        if self._file is None and self._peek is not None:
+            if f"cores/{safe_name(core)}" not in self._peek:
+                raise ProjectError(f"{self.path}: no core {core!r}")
+            self.staged_predictions[(safe_name(core), safe_name(model_id))] = (df.copy(), dict(meta or {}))
+            return
         preds = self._core(core).require_group("predictions")
         name = safe_name(model_id)
         if name in preds:
@@ -428,18 +503,38 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
         lock = _acquire_file_lock(path)
         tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
         _live_temps.add(str(tmp))
-        h5 = None
+        project = None
         try:
             clean_stray_temps(path, locked=isinstance(lock, _OsLock))
             reserve = RESERVE_BYTES + max(0, int(reserve_bytes))
-            if path.exists():
+            exists = path.exists()
+            if exists:
                 _migrate_unlocked(path)  # checks the schema; migrates an older file first
-                size = path.stat().st_size
-                _check_free_space(path, folder, size + reserve)
-                shutil.copyfile(path, tmp)
-                _reserve_space(path, tmp, size + reserve)
-                h5 = _open_h5(tmp, "r+")
-            elif create:
+            elif not create:
+                raise FileNotFoundError(f"{path}: no such project file")
+            peek, base, index = None, None, None
+            if exists:
+                try:
+                    peek = _open_h5(path, "r")
+                except OSError as exc:
+                    raise _open_error(path, exc) from None
+                gen = peek.attrs.get("generation")
+                base = _attr(gen) if gen is not None else None
+                index = store_parts.read_index(path, base)
+                if not base:
+                    peek.close()
+
+            def materialize() -> h5py.File:
+                if peek is not None and peek.id.valid:
+                    peek.close()
+                if exists:
+                    size = path.stat().st_size
+                    _check_free_space(path, folder, size + reserve)
+                    shutil.copyfile(path, tmp)
+                    _reserve_space(path, tmp, size + reserve)
+                    h5 = _open_h5(tmp, "r+")
+                    _fold_parts(h5, path, index)
+                    return h5
                 _check_free_space(path, folder, reserve)
                 with h5py.File(tmp, "w", fs_strategy="fsm", fs_persist=True) as new:
                     new.attrs["schema_version"] = SCHEMA_VERSION
@@ -447,33 +542,67 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
                     new.attrs["created"] = _now()
                     new.create_group("cores")
                 _reserve_space(path, tmp, reserve)
-                h5 = _open_h5(tmp, "r+")
-            else:
-                raise FileNotFoundError(f"{path}: no such project file")
-            project = WritableProject(h5, path)
+                return _open_h5(tmp, "r+")
+
+            # small writes stay small only on a file with a generation (written by this version)
+            project = WritableProject(None, path, materialize, peek if base else None)
+            if not exists:
+                project._h5
             yield project
-            h5.attrs["modified"] = _now()
-            h5.attrs["xrfcore_version"] = __version__
-            h5.flush()
-            h5.close()
-            h5 = None
-            _fsync_file(tmp)
-            os.replace(tmp, path)
-            _fsync_dir(folder)
+            if project.materialized:
+                h5 = project._h5
+                h5.attrs["modified"] = _now()
+                h5.attrs["xrfcore_version"] = __version__
+                h5.attrs["generation"] = uuid.uuid4().hex
+                h5.flush()
+                project.close()
+                _fsync_file(tmp)
+                os.replace(tmp, path)
+                _fsync_dir(folder)
+                store_parts.clear(path)      # its entries are in the file now (and stale by generation)
+            elif project.staged_labels is not None or project.staged_predictions:
+                project.close()
+                _check_free_space(path, folder, RESERVE_BYTES)
+                try:
+                    store_parts.write_entries(path, base, index, project.staged_labels,
+                                              project.staged_predictions, _now(), _write_frame)
+                except BaseException:
+                    store_parts.remove_unreferenced(path, store_parts.read_index(path, base))
+                    raise
         except (OSError, RuntimeError) as exc:
             if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
                 raise _disk_full(path, folder) from exc
             raise
         finally:
-            if h5 is not None:
+            if project is not None:
                 with contextlib.suppress(Exception):
-                    h5.close()
+                    project.close()
             _live_temps.discard(str(tmp))
             if tmp.exists():
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             with contextlib.suppress(OSError):
                 lock.unlink()
+
+
+def _fold_parts(h5: h5py.File, path: Path, index: dict | None) -> None:
+    """Copy the small writes of NAME.parts/ into a transaction's temp copy of the project."""
+    if not index:
+        return
+    todo = []
+    if index.get("labels"):
+        todo.append(("labels", index["labels"]))
+    for core, models in index.get("predictions", {}).items():
+        todo += [(f"cores/{core}/predictions/{m}", name) for m, name in models.items()]
+    for group, name in todo:
+        if group.startswith("cores/") and f"cores/{group.split('/')[1]}" not in h5:
+            continue        # its core was deleted since
+        if group in h5:
+            del h5[group]
+        parent, leaf = group.rpartition("/")[::2]
+        with store_parts.open_entry(path, name) as f:
+            _read_frame(f[group])                      # checked (checksums) before it is copied
+            f.copy(f[group], h5.require_group(parent) if parent else h5, name=leaf)
 
 
 def _migrate_unlocked(path: Path) -> int:
