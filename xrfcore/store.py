@@ -40,7 +40,8 @@ import pandas as pd
 
 from xrfcore import __version__
 from xrfcore.io.records import SpectrumRecord
-from xrfcore import store_parts
+from xrfcore import store_parts, store_runs
+from xrfcore.store_runs import read_table as _read_table  # noqa: F401 (re-exported)
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 from xrfcore.store_check import (  # noqa: F401 (re-exported)
     ProjectError, raised_by_h5py, DamagedProjectError, _TMP_NAME, _user_path, _what, damaged,
@@ -56,7 +57,7 @@ from xrfcore.store_tables import (  # noqa: F401 (re-exported)
     CHUNK_ROWS, GZIP_LEVEL, NOMINAL_GAIN, COLUMNS, CAL_COLUMNS, COLUMN_KINDS, LOG_COLUMNS, Grid,
     RunData, _make_grid, _now, safe_name, _empty_value, _JSON, _FIELDS, _GET_FIELDS, records_to_table,
     _as_array, _take, _concat, sort_and_flag, _write_column, _read_column, _write_table,
-    REQUIRED_COLUMNS, _read_table, _write_frame, _read_frame, _attr, _run_attrs)
+    REQUIRED_COLUMNS, _write_frame, _read_frame, _attr, _run_attrs)
 
 SCHEMA_VERSION = 1
 CHUNK_CACHE_BYTES = 64 << 20          # a whole 1,000 x 2048 run decompresses without re-reads
@@ -149,7 +150,7 @@ class Project:
         g = self._run(core, run)
         if "content_sha256" in g.attrs:
             return str(_attr(g.attrs["content_sha256"]))
-        counts, cols = _read_table(g)
+        counts, cols = store_runs.read_table(g)
         return content_sha256(counts_sha256(counts), cols["depth_mm"], cols["active"])
 
     def labels_sha256(self) -> str:
@@ -166,12 +167,12 @@ class Project:
         sl = slice(None)
         if depth_range is not None:
             lo, hi = depth_range
-            depth = _read_ds(_dataset(g, "depth_mm"))
+            depth = store_runs.sorted_column(g, "depth_mm")
             known = int(np.count_nonzero(~np.isnan(depth)))
             i0 = int(np.searchsorted(depth[:known], lo, side="left"))
             i1 = int(np.searchsorted(depth[:known], hi, side="right"))
             sl = slice(i0, max(i0, i1))
-        counts, cols = _read_table(g, sl)
+        counts, cols = store_runs.read_table(g, sl)
         if active_only:
             keep = np.asarray(cols["active"], dtype=bool)
             if not keep.all():
@@ -322,6 +323,7 @@ class WritableProject(Project):
         self.calibrations: dict = {}
         self.staged_labels = None         # (df, meta)
         self.staged_predictions: dict = {}  # (core, model) -> (df, meta)
+        self._fresh: dict = {}            # (core, run) -> physical rows appended, not finalized
 
     @property
     def _h5(self) -> h5py.File:
@@ -351,37 +353,53 @@ class WritableProject(Project):
                 h.close()
 
     def write_run(self, core: str, run: str, records: Iterable[SpectrumRecord], *,
-                  replace: bool = False) -> dict:
-        """Merge records into a run (or replace it); re-sorts and re-flags ``active``.
+                  replace: bool = False, finalize: bool = True) -> dict:
+        """Add records to a run (or replace it): appended, never rewritten (store_runs).
 
-        A record whose sha256 is already in the run is not added again.
+        A record whose sha256 is already in the run is not added again. ``finalize``: sort,
+        re-flag ``active`` and calibrate now; else at :meth:`finalize_runs` (an import calls it
+        once at its end; the transaction does before it commits).
         Returns {'added': n, 'duplicates': n, 'total': n}.
         """
         records = list(records)
         runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
         name = safe_name(run)
-        old = None if (replace or name not in runs) else _read_table(runs[name])
-        if old is not None:
-            known = set(old[1]["sha256"])
+        if replace and name in runs:
+            del runs[name]
+            self._fresh.pop((core, run), None)
+        g = runs[name] if name in runs else None
+        if g is not None:
+            known = set(_read_column(_dataset(g, "sha256"), slice(None)))
             fresh = [r for r in records if r.sha256 not in known or not r.sha256]
         else:
             fresh = records
         dup = len(records) - len(fresh)
-        if not fresh and old is not None:
-            return {"added": 0, "duplicates": dup, "total": len(old[0])}
+        if not fresh and g is not None:
+            return {"added": 0, "duplicates": dup, "total": int(_dataset(g, "spectra").shape[0])}
         if not fresh:
             raise ValueError(f"no records to write to {core}/{run}")
         new = records_to_table(fresh)
-        if old is not None:
-            if old[0].shape[1] != new[0].shape[1]:
-                raise ValueError(f"{fresh[0].source_path}: {new[0].shape[1]} channels, "
-                                 f"run {core}/{run} has {old[0].shape[1]}")
-            new = _concat(old, new)
-        table = sort_and_flag(new)
-        attrs, cal = _run_attrs(table, run)
-        _write_table(runs, name, table, attrs)
-        self.calibrations[(core, run)] = cal
-        return {"added": len(fresh), "duplicates": dup, "total": int(table[0].shape[0])}
+        if g is not None and _dataset(g, "spectra").shape[1] != new[0].shape[1]:
+            raise ValueError(f"{fresh[0].source_path}: {new[0].shape[1]} channels, "
+                             f"run {core}/{run} has {_dataset(g, 'spectra').shape[1]}")
+        if g is None:
+            g = store_runs.create(runs, name, new[0].shape[1])
+        elif not store_runs.appendable(g):
+            g = store_runs.convert(runs, name)
+        n0, n1 = store_runs.append(g, new)
+        self._fresh.setdefault((core, run), []).append(np.arange(n0, n1))
+        if finalize:
+            self.finalize_runs([(core, run)])
+        return {"added": len(fresh), "duplicates": dup, "total": int(n1)}
+
+    def finalize_runs(self, which=None) -> None:
+        """Sort, flag and calibrate the runs appended to (``which``: [(core, run)]; all)."""
+        for key in list(self._fresh if which is None else which):
+            rows = self._fresh.pop(key, None)
+            if rows is None:
+                continue
+            g = self._run(*key)
+            self.calibrations[key] = store_runs.finalize(g, key[1], np.concatenate(rows))
 
     def write_table(self, core: str, run: str, counts: np.ndarray, meta: pd.DataFrame,
                     *, reflag: bool = False) -> None:
@@ -393,10 +411,12 @@ class WritableProject(Project):
         table = (np.asarray(counts, dtype=np.int32), cols)
         table = sort_and_flag(table) if reflag else table
         runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
+        self._fresh.pop((core, run), None)
         _write_table(runs, safe_name(run), table, _run_attrs(table, run)[0])
 
     def delete_run(self, core: str, run: str) -> None:
         del self._core(core)["runs"][safe_name(run)]
+        self._fresh.pop((core, run), None)
 
     def write_labels(self, df: pd.DataFrame, meta: dict | None = None) -> None:
         if self._file is None and self._peek is not None:
@@ -550,6 +570,7 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
                 project._h5
             yield project
             if project.materialized:
+                project.finalize_runs()
                 h5 = project._h5
                 h5.attrs["modified"] = _now()
                 h5.attrs["xrfcore_version"] = __version__

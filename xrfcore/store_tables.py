@@ -164,7 +164,15 @@ def sort_and_flag(table):
     has a Rep0, but a depth measured only as Rep1 (e.g. an Itrax _REP1 scan) is not lost.
     Rows without a depth are keyed by (section, position) instead.
     """
-    counts, cols = table
+    order, active = sort_order(table[1])
+    counts, cols = _take(table, order)
+    cols["active"] = active
+    return counts, cols
+
+
+def sort_order(cols) -> tuple[np.ndarray, np.ndarray]:
+    """(order: the rows' indices sorted as :func:`sort_and_flag` sorts them, the ``active`` flags
+    of the rows in that order); needs the key columns only (no counts)."""
     depth = cols["depth_mm"]
     n = len(depth)
     nodepth = np.isnan(depth)
@@ -173,7 +181,6 @@ def sort_and_flag(table):
     section, replicate, date, source = cols["section"], cols["replicate"], cols["date"], cols["source_path"]
     # np.lexsort is stable and sorts by its last key first (numpy, not pandas: ~10x faster here)
     order = np.lexsort((source, date, replicate, position, section, dep, nodepth))
-    counts, cols = _take((counts, cols), order)
     nd, dep, position = nodepth[order], dep[order], position[order]
     dkey = np.where(nd, -1, np.round(dep * 10)).astype(np.int64)
     s = np.where(nd, section[order], "")
@@ -186,8 +193,7 @@ def sort_and_flag(table):
         last[:-1] = ~((kd[1:] == kd[:-1]) & (kn[1:] == kn[:-1]) & (ks[1:] == ks[:-1]) & (kp[1:] == kp[:-1]))
     active = np.zeros(n, dtype=bool)
     active[latest[last]] = True
-    cols["active"] = active
-    return counts, cols
+    return order, active
 
 
 # --------------------------------------------------------------------------- HDF5 I/O
