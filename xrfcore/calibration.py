@@ -201,7 +201,7 @@ def fit_spectrum(spec, nominal, kv: float | None = None, *, search_coarse: bool 
 def fit_rows(counts: np.ndarray, run_fit: Fit, kv: float | None = None):
     """Each spectrum's own calibration, started from the run's. Returns (gain (N,), offset (N,),
     good (N,) bool: enough lines and a small residual)."""
-    X = np.asarray(counts, dtype=np.float64)
+    X = np.asarray(counts)                 # as float64 block by block (bounded memory)
     n, c = X.shape
     lines = [(u["line"], u["kev"]) for u in run_fit.lines] or \
         _lines_for(0.0, run_fit.offset_kev + run_fit.gain_kev * c, kv)
@@ -212,7 +212,7 @@ def fit_rows(counts: np.ndarray, run_fit: Fit, kv: float | None = None):
     if len(e) < MIN_LINES_SPECTRUM or n == 0:
         return gains, offsets, good
     for i in range(0, n, 4096):
-        Xb = X[i:i + 4096]
+        Xb = np.asarray(X[i:i + 4096], dtype=np.float64)
         pred = np.broadcast_to((e - run_fit.offset_kev) / run_fit.gain_kev, (len(Xb), len(e)))
         ch, w, _ = centroids(Xb, pred)
         g, o, rms, k = line_fit(ch, np.broadcast_to(e, ch.shape), w)
