@@ -13,14 +13,20 @@ Layout (schema 1)::
     /labels                              a DataFrame + attrs meta (JSON)
     /import_log                          time, folder, file, status, message (one row per file)
 
-Rows of a run are kept sorted by depth, so a depth range is one contiguous slice.
+Runs are appended in batches, never rewritten (store_runs): resizable datasets, an ``order`` dataset
+(sorted position -> physical row; absent when stored sorted) and per-channel sums for the energy
+calibration (``cal_sum_valid``, ``cal_sum_all``); readers see rows sorted by depth, so a depth range
+is one contiguous slice of sorted positions. ``generation`` (root attr): a uuid written by every full
+transaction; lab samples and predictions stored alone go to small files in ``NAME.parts/`` tied to
+it (store_parts; docs/store_design.md), folded into the file by the next full transaction.
 Integrity: every dataset of a run, of the lab samples and of the predictions is written with HDF5
 Fletcher-32 checksums (per chunk), verified by HDF5 on every read; a mismatch, an undecodable chunk or a
 missing dataset raises :class:`DamagedProjectError` (one sentence: which file, what, what to do), never
 garbage. Files written before checksums still read (``info()`` says they are unchecked); a run
 without checksums but with ``counts_sha256`` is verified against it when read whole.
 Every write goes through :func:`transaction`: the project is copied to a temp file in the
-same folder, modified, flushed, fsynced and moved over the original with ``os.replace``.
+same folder (when the transaction first touches the file: not for lab samples / predictions alone),
+modified, flushed, fsynced and moved over the original with ``os.replace``.
 A failure or a cancel removes the temp file; the original is never touched.
 """
 from __future__ import annotations
