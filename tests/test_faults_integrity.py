@@ -102,7 +102,10 @@ def test_new_runs_carry_checksums_and_content_ids(project):
         assert len(g.attrs["counts_sha256"]) == 64 and len(g.attrs["content_sha256"]) == 64
     with store.Project.open(project) as p:
         rd = p.read_run("C1", "10kV-Run1", active_only=False)
-        assert store.counts_sha256(rd.counts) == rd.attrs["counts_sha256"]
+        # appended runs: counts_sha256 chains the batches' hashes (store_runs); the content id is
+        # that chain + the depths and active flags readers see
+        assert rd.attrs["content_sha256"] == store.content_sha256(
+            rd.attrs["counts_sha256"], rd.meta["depth_mm"].to_numpy(float), rd.meta["active"].to_numpy(bool))
         assert all(r["checksummed"] for c in p.info()["cores"] for r in c["runs"])
 
 

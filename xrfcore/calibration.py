@@ -201,7 +201,7 @@ def fit_spectrum(spec, nominal, kv: float | None = None, *, search_coarse: bool 
 def fit_rows(counts: np.ndarray, run_fit: Fit, kv: float | None = None):
     """Each spectrum's own calibration, started from the run's. Returns (gain (N,), offset (N,),
     good (N,) bool: enough lines and a small residual)."""
-    X = np.asarray(counts, dtype=np.float64)
+    X = np.asarray(counts)                 # as float64 block by block (bounded memory)
     n, c = X.shape
     lines = [(u["line"], u["kev"]) for u in run_fit.lines] or \
         _lines_for(0.0, run_fit.offset_kev + run_fit.gain_kev * c, kv)
@@ -212,7 +212,7 @@ def fit_rows(counts: np.ndarray, run_fit: Fit, kv: float | None = None):
     if len(e) < MIN_LINES_SPECTRUM or n == 0:
         return gains, offsets, good
     for i in range(0, n, 4096):
-        Xb = X[i:i + 4096]
+        Xb = np.asarray(X[i:i + 4096], dtype=np.float64)
         pred = np.broadcast_to((e - run_fit.offset_kev) / run_fit.gain_kev, (len(Xb), len(e)))
         ch, w, _ = centroids(Xb, pred)
         g, o, rms, k = line_fit(ch, np.broadcast_to(e, ch.shape), w)
@@ -275,9 +275,10 @@ def _name_files(paths, limit: int = 5) -> str:
 
 
 def calibrate_run(counts, nominal, *, stated_gain=None, stated_offset=None, kv=None, valid=None,
-                  paths=None) -> RunCalibration:
+                  paths=None, total=None) -> RunCalibration:
     """Calibrate a run. Spectra whose file states a calibration keep it (it is checked against the
-    lines); the others get their own fit where it is good, else the run's fit, else ``nominal``."""
+    lines); the others get their own fit where it is good, else the run's fit, else ``nominal``.
+    ``total``: the run's summed spectrum when ``counts`` are only some of its rows (an append)."""
     from xrfcore.energy import as_grid
 
     nominal = as_grid(nominal)
@@ -291,8 +292,9 @@ def calibrate_run(counts, nominal, *, stated_gain=None, stated_offset=None, kv=N
     so = np.full(n, np.nan) if stated_offset is None else np.asarray(stated_offset, dtype=np.float64)
     stated = np.isfinite(sg) & (sg > 0)
     so = np.where(stated & ~np.isfinite(so), 0.0, so)
-    total = X[use].sum(0, dtype=np.float64) if n else np.zeros(X.shape[1] if X.ndim == 2 else 0)
-    fit = fit_spectrum(total, nominal, kv) if n else Fit(nominal.gain_kev, nominal.offset_kev, "failed", message="no spectra")
+    if total is None:
+        total = X[use].sum(0, dtype=np.float64) if n else np.zeros(X.shape[1] if X.ndim == 2 else 0)
+    fit = fit_spectrum(np.asarray(total, dtype=np.float64), nominal, kv) if n else Fit(nominal.gain_kev, nominal.offset_kev, "failed", message="no spectra")
     warnings, files = [], {}
 
     if stated.all():

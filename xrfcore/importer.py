@@ -40,7 +40,7 @@ _RESULT_TABLES = {"result.txt", "results.txt"}
 _DUPLICATE = ("already in the project", "same content as")
 TABLE_WITHOUT_SPECTRA = ("Itrax results table without raw spectra (XRF data/ or XRF Data.zip): "
                          "nothing to import from it")
-BATCH = 5000          # new records held in memory before they are written to the temp project
+BATCH = 1000          # new records held in memory before they are appended to the temp project
 POOL_MIN_FILES = 2000  # fewer files parse faster in this process than a pool can start
 POOL_WORKERS = 2       # worker processes for large folders with idle cores (XRFCORE_IMPORT_WORKERS
                        # overrides; 1 = none)
@@ -573,7 +573,7 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 if token is not None:
                     token.raise_if_cancelled()
                 progress(at, total, f"writing {c}/{run}")
-                res = p.write_run(c, run, recs)
+                res = p.write_run(c, run, recs, finalize=False)   # appended; sorted + calibrated at the end
                 if res["added"]:
                     written_cores.add(store.safe_name(c))
                 key = f"{c}/{run}"
@@ -581,8 +581,6 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
                 report.written[key] = {"added": old["added"] + res["added"],
                                        "duplicates": old["duplicates"] + res["duplicates"],
                                        "total": res["total"]}
-                if (c, run) in p.calibrations:
-                    report.calibration[key] = p.calibrations[(c, run)]   # the last flush: the whole run
                 channels[(store.safe_name(c), store.safe_name(run))] = len(recs[0].counts)
 
         sfolder = str(folder)
@@ -618,6 +616,10 @@ def import_folder(folder: str | os.PathLike, project_path: str | os.PathLike, *,
         if token is not None:
             token.raise_if_cancelled()
         flush(total)
+        progress(total, total, "sorting and calibrating")
+        p.finalize_runs()                     # once per run: sort keys, flags, energy calibration
+        for (c, run), cal in p.calibrations.items():
+            report.calibration[f"{c}/{run}"] = cal
         changed = _dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
         for name in sorted(written_cores):
             g = p._h5[f"cores/{name}"]

@@ -13,29 +13,32 @@ Layout (schema 1)::
     /labels                              a DataFrame + attrs meta (JSON)
     /import_log                          time, folder, file, status, message (one row per file)
 
-Rows of a run are kept sorted by depth, so a depth range is one contiguous slice.
+Runs are appended in batches, never rewritten (store_runs): resizable datasets, an ``order`` dataset
+(sorted position -> physical row; absent when stored sorted) and per-channel sums for the energy
+calibration (``cal_sum_valid``, ``cal_sum_all``); readers see rows sorted by depth, so a depth range
+is one contiguous slice of sorted positions. ``generation`` (root attr): a uuid written by every full
+transaction; lab samples and predictions stored alone go to small files in ``NAME.parts/`` tied to
+it (store_parts; docs/store_design.md), folded into the file by the next full transaction.
 Integrity: every dataset of a run, of the lab samples and of the predictions is written with HDF5
 Fletcher-32 checksums (per chunk), verified by HDF5 on every read; a mismatch, an undecodable chunk or a
 missing dataset raises :class:`DamagedProjectError` (one sentence: which file, what, what to do), never
 garbage. Files written before checksums still read (``info()`` says they are unchecked); a run
 without checksums but with ``counts_sha256`` is verified against it when read whole.
 Every write goes through :func:`transaction`: the project is copied to a temp file in the
-same folder, modified, flushed, fsynced and moved over the original with ``os.replace``.
+same folder (when the transaction first touches the file: not for lab samples / predictions alone),
+modified, flushed, fsynced and moved over the original with ``os.replace``.
 A failure or a cancel removes the temp file; the original is never touched.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
-import operator
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -43,6 +46,8 @@ import pandas as pd
 
 from xrfcore import __version__
 from xrfcore.io.records import SpectrumRecord
+from xrfcore import store_parts, store_runs
+from xrfcore.store_runs import read_table as _read_table  # noqa: F401 (re-exported)
 from xrfcore.jobs import CancelToken, ProgressFn, no_progress
 from xrfcore.store_check import (  # noqa: F401 (re-exported)
     ProjectError, raised_by_h5py, DamagedProjectError, _TMP_NAME, _user_path, _what, damaged,
@@ -54,284 +59,15 @@ from xrfcore.store_lock import (  # noqa: F401 (re-exported)
     _acquire_pid_lock, _fsync_file, _fsync_dir, RESERVE_BYTES, DiskFullError, _mb, _disk_full,
     _is_disk_full, _check_free_space, _reserve_space)
 
+from xrfcore.store_tables import (  # noqa: F401 (re-exported)
+    CHUNK_ROWS, GZIP_LEVEL, NOMINAL_GAIN, COLUMNS, CAL_COLUMNS, COLUMN_KINDS, LOG_COLUMNS, Grid,
+    RunData, _make_grid, _now, safe_name, _empty_value, _JSON, _FIELDS, _GET_FIELDS, records_to_table,
+    _as_array, _take, _concat, sort_and_flag, _write_column, _read_column, _write_table,
+    REQUIRED_COLUMNS, _write_frame, _read_frame, _attr, _run_attrs)
+
 SCHEMA_VERSION = 1
-CHUNK_ROWS = 256
-GZIP_LEVEL = 1                         # level 1 inflates ~40 % faster than 4 for ~1 % more size (measured)
 CHUNK_CACHE_BYTES = 64 << 20          # a whole 1,000 x 2048 run decompresses without re-reads
 
-# Nominal energy grids when the records carry none (keV per channel, offset keV).
-NOMINAL_GAIN = {"avaatech": 0.020, "itrax-2048": 0.01027, "itrax-1024": 0.0193}
-
-# Metadata columns of a run: (name, kind). Kinds: f = float64 (NaN = unknown),
-# i = int32, b = bool, s = text (UTF-8), j = JSON text (lists/dicts).
-COLUMNS: list[tuple[str, str]] = [
-    ("depth_mm", "f"), ("section", "s"), ("position_mm", "f"), ("y_mm", "f"), ("kv", "f"),
-    ("current_ua", "f"), ("live_s", "f"), ("real_s", "f"), ("total_cps", "f"), ("date", "s"),
-    ("replicate", "i"), ("source_path", "s"), ("sha256", "s"), ("active", "b"), ("valid", "b"),
-    ("section_top_mm", "f"), ("run", "f"), ("run_label", "s"), ("filter", "s"), ("setting", "s"),
-    ("slit_dc_mm", "f"), ("slit_cc_mm", "f"), ("gain_kev", "f"), ("offset_kev", "f"),
-    ("scanner", "s"), ("core", "s"), ("warnings", "j"), ("header", "j"),
-    # the energy calibration each spectrum is read with (xrfcore.calibration; raw counts untouched)
-    ("cal_gain_kev", "f"), ("cal_offset_kev", "f"), ("cal_source", "s"),
-]
-CAL_COLUMNS = ("cal_gain_kev", "cal_offset_kev", "cal_source")
-COLUMN_KINDS = dict(COLUMNS)
-LOG_COLUMNS = ("time", "folder", "file", "status", "message")
-
-
-class Grid(NamedTuple):
-    """Energy grid of a run (same fields as ``xrfcore.energy.Grid``)."""
-
-    channels: int
-    gain_kev: float
-    offset_kev: float
-
-
-@dataclass
-class RunData:
-    """Spectra of one run: ``counts`` (N, C) int32, ``meta`` (N rows, COLUMNS), grid, attrs."""
-
-    counts: np.ndarray
-    meta: pd.DataFrame
-    grid: Any
-    attrs: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.counts.shape[0])
-
-    @property
-    def grids(self):
-        """Each spectrum's own energy calibration (``energy.RowGrids``); rows calibrated before
-        this existed, or never, fall back to the run's grid."""
-        from xrfcore.energy import RowGrids, as_grid
-
-        run = as_grid(self.grid)
-        n = len(self)
-        g = self.meta["cal_gain_kev"].to_numpy(float) if "cal_gain_kev" in self.meta else np.full(n, np.nan)
-        o = self.meta["cal_offset_kev"].to_numpy(float) if "cal_offset_kev" in self.meta else np.full(n, np.nan)
-        bad = ~(np.isfinite(g) & (g > 0) & np.isfinite(o))
-        return RowGrids(run.channels, np.where(bad, run.gain_kev, g), np.where(bad, run.offset_kev, o), run)
-
-
-def _make_grid(channels: int, gain: float, offset: float):
-    try:  # the energy layer's Grid when it is there (same three fields)
-        from xrfcore.energy import Grid as EnergyGrid
-        return EnergyGrid(int(channels), float(gain), float(offset))
-    except Exception:
-        return Grid(int(channels), float(gain), float(offset))
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def safe_name(name: str) -> str:
-    """An HDF5 group name for a core / run / model id ('/' is the path separator)."""
-    clean = str(name).strip().replace("/", "_").replace("\\", "_")
-    if clean in ("", ".", ".."):
-        raise ValueError(f"invalid name {name!r} for a core, run or model")
-    return clean
-
-
-# --------------------------------------------------------------------------- tables
-# A "table" is (counts (N, C) int32, dict column -> 1-D numpy array) for one run.
-
-def _empty_value(kind: str):
-    return {"f": np.nan, "i": 0, "b": False, "s": "", "j": ""}[kind]
-
-
-# = json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str), built once (headers never
-# hold circular references, so the check is skipped)
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False)
-_FIELDS = [name for name, _ in COLUMNS if name != "active" and name not in CAL_COLUMNS]
-_GET_FIELDS = operator.attrgetter(*_FIELDS)
-
-
-def records_to_table(records: list[SpectrumRecord]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Stack records into counts + column arrays (all rows must have the same channel count)."""
-    if not records:
-        raise ValueError("no records to write")
-    n_ch = len(records[0].counts)
-    for r in records:
-        if len(r.counts) != n_ch:
-            raise ValueError(f"{r.source_path}: {len(r.counts)} channels, the run has {n_ch}")
-    counts = np.empty((len(records), n_ch), dtype=np.int32)
-    for i, r in enumerate(records):
-        counts[i] = r.counts
-    # one attribute fetch per record, then columns (much cheaper than one getattr pass per column)
-    columns = dict(zip(_FIELDS, zip(*[_GET_FIELDS(r) for r in records])))
-    cols: dict[str, np.ndarray] = {}
-    for name, kind in COLUMNS:
-        if name == "active" or name in CAL_COLUMNS:   # set by sort_and_flag / calibration
-            vals = [_empty_value(kind)] * len(records)
-        elif kind == "j":
-            enc = _JSON.encode
-            vals = ["[]" if v == [] else enc(v) for v in columns[name]]
-        else:
-            vals = columns[name]
-        cols[name] = _as_array(vals, kind)
-    return counts, cols
-
-
-def _as_array(vals: list, kind: str) -> np.ndarray:
-    if kind == "f":
-        return np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
-    if kind == "i":
-        return np.array([0 if v is None else int(v) for v in vals], dtype=np.int32)
-    if kind == "b":
-        return np.array([bool(v) for v in vals], dtype=bool)
-    return np.array(["" if v is None else str(v) for v in vals], dtype=object)
-
-
-def _take(table, idx):
-    counts, cols = table
-    return counts[idx], {k: v[idx] for k, v in cols.items()}
-
-
-def _concat(a, b):
-    counts = np.concatenate([a[0], b[0]])
-    cols = {k: np.concatenate([a[1][k], b[1][k]]) for k in a[1]}
-    return counts, cols
-
-
-def sort_and_flag(table):
-    """Sort rows by depth (unknown depth last) and recompute the ``active`` flags.
-
-    Rows at the same depth (rounded to 0.1 mm) are one measurement point: rescans,
-    overlapping section edges and ``0048`` vs ``048`` are duplicates, Rep1+ are replicates.
-    All rows are kept; exactly one per depth is active: the lowest replicate present (Rep0
-    normally), and among those the latest date. So Rep1+ are never active where the depth
-    has a Rep0, but a depth measured only as Rep1 (e.g. an Itrax _REP1 scan) is not lost.
-    Rows without a depth are keyed by (section, position) instead.
-    """
-    counts, cols = table
-    depth = cols["depth_mm"]
-    n = len(depth)
-    nodepth = np.isnan(depth)
-    dep = np.where(nodepth, 0.0, depth)
-    position = np.nan_to_num(cols["position_mm"], nan=-1e300)
-    section, replicate, date, source = cols["section"], cols["replicate"], cols["date"], cols["source_path"]
-    # np.lexsort is stable and sorts by its last key first (numpy, not pandas: ~10x faster here)
-    order = np.lexsort((source, date, replicate, position, section, dep, nodepth))
-    counts, cols = _take((counts, cols), order)
-    nd, dep, position = nodepth[order], dep[order], position[order]
-    dkey = np.where(nd, -1, np.round(dep * 10)).astype(np.int64)
-    s = np.where(nd, section[order], "")
-    p = np.where(nd, position, 0.0)
-    # per depth: the lowest replicate present (Rep0 normally), latest date, then source path
-    latest = np.lexsort((source[order], date[order], -replicate[order], p, s, nd, dkey))
-    kd, kn, ks, kp = dkey[latest], nd[latest], s[latest], p[latest]
-    last = np.ones(n, dtype=bool)       # the last row of each depth group in that order
-    if n > 1:
-        last[:-1] = ~((kd[1:] == kd[:-1]) & (kn[1:] == kn[:-1]) & (ks[1:] == ks[:-1]) & (kp[1:] == kp[:-1]))
-    active = np.zeros(n, dtype=bool)
-    active[latest[last]] = True
-    cols["active"] = active
-    return counts, cols
-
-
-# --------------------------------------------------------------------------- HDF5 I/O
-
-def _write_column(g: h5py.Group, name: str, values: np.ndarray, kind: str) -> None:
-    n = len(values)
-    if kind in ("s", "j"):
-        enc = [str(v).encode("utf-8") for v in values]
-        width = max([1] + [len(e) for e in enc])
-        arr = np.array(enc, dtype=f"S{width}")
-        # fixed-width bytes compress (variable-length strings would not)
-        g.create_dataset(name, data=arr, chunks=(max(1, min(n, 1024)),),
-                         compression="gzip", compression_opts=GZIP_LEVEL, fletcher32=True)
-        g[name].attrs["kind"] = kind
-    else:
-        g.create_dataset(name, data=values, fletcher32=True)
-
-
-def _read_column(ds: h5py.Dataset, sl: slice) -> np.ndarray:
-    data = _read_ds(ds, sl)
-    if data.dtype.kind == "S":   # a list comprehension is ~10x faster than np.char.decode here
-        out = np.empty(len(data), dtype=object)
-        out[:] = [x.decode("utf-8") for x in data.tolist()]
-        return out
-    return data
-
-
-def _write_table(runs: h5py.Group, run: str, table, attrs: dict) -> None:
-    counts, cols = table
-    if run in runs:
-        del runs[run]
-    g = runs.create_group(run)
-    n, c = counts.shape
-    chash = counts_sha256(counts)
-    attrs = {**attrs, "counts_sha256": chash,
-             "content_sha256": content_sha256(chash, cols["depth_mm"], cols["active"])}
-    # uint16 on disk when every count fits: half the bytes to inflate on every read (read_run
-    # always returns int32)
-    if n and 0 <= counts.min() and counts.max() <= np.iinfo(np.uint16).max:
-        counts = counts.astype(np.uint16)
-    g.create_dataset("spectra", data=counts, chunks=(max(1, min(n, CHUNK_ROWS)), max(1, c)),
-                     compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True, fletcher32=True)
-    for name, kind in COLUMNS:
-        _write_column(g, name, cols[name], kind)
-    for k, v in attrs.items():
-        g.attrs[k] = v
-
-
-REQUIRED_COLUMNS = ("depth_mm", "active")   # every layout had them: missing = damaged
-
-
-def _read_table(g: h5py.Group, sl: slice = slice(None)):
-    ds = _dataset(g, "spectra")
-    counts = _read_ds(ds, sl).astype(np.int32, copy=False)
-    if sl == slice(None) and not ds.fletcher32 and "counts_sha256" in g.attrs \
-            and counts_sha256(counts) != _attr(g.attrs["counts_sha256"]):
-        raise damaged(g.file.filename, ds.name, "are damaged (checksum mismatch)")
-    cols = {}
-    for name, kind in COLUMNS:
-        if name in g or name in REQUIRED_COLUMNS:
-            cols[name] = _read_column(_dataset(g, name), sl)
-        else:  # written by an older layout: fill
-            cols[name] = np.full(counts.shape[0], _empty_value(kind),
-                                 dtype=object if kind in "sj" else None)
-    return counts, cols
-
-
-def _write_frame(g: h5py.Group, df: pd.DataFrame, meta: dict) -> None:
-    """A DataFrame as one dataset per column (c0, c1...; names in attrs: any text is allowed)."""
-    names = [str(c) for c in df.columns]
-    kinds = []
-    for i, col in enumerate(df.columns):
-        s = df[col]
-        if pd.api.types.is_bool_dtype(s):
-            kind, arr = "b", s.to_numpy(dtype=bool)
-        elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
-            kind, arr = "i", s.to_numpy(dtype=np.int64)
-        elif pd.api.types.is_numeric_dtype(s):
-            kind, arr = "f", s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            kind = "s"
-            arr = np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
-                            for v in s], dtype=object)
-        kinds.append(kind)
-        if kind == "s":
-            _write_column(g, f"c{i}", arr, "s")
-        else:
-            g.create_dataset(f"c{i}", data=arr, fletcher32=True)
-    g.attrs["columns"] = json.dumps(names, ensure_ascii=False)
-    g.attrs["kinds"] = json.dumps(kinds)
-    g.attrs["meta"] = json.dumps(meta or {}, ensure_ascii=False, default=str)
-    g.attrs["written"] = _now()
-
-
-def _read_frame(g: h5py.Group) -> tuple[pd.DataFrame, dict]:
-    if "columns" not in g.attrs:
-        raise damaged(g.file.filename, g.name, "are damaged (no column list)")
-    names = json.loads(g.attrs["columns"])
-    data = {name: _read_column(_dataset(g, f"c{i}"), slice(None)) for i, name in enumerate(names)}
-    return pd.DataFrame(data, columns=names), json.loads(g.attrs.get("meta", "{}"))
-
-
-def _attr(v):
-    return v.decode() if isinstance(v, bytes) else v
 
 
 # --------------------------------------------------------------------------- Project
@@ -420,7 +156,7 @@ class Project:
         g = self._run(core, run)
         if "content_sha256" in g.attrs:
             return str(_attr(g.attrs["content_sha256"]))
-        counts, cols = _read_table(g)
+        counts, cols = store_runs.read_table(g)
         return content_sha256(counts_sha256(counts), cols["depth_mm"], cols["active"])
 
     def labels_sha256(self) -> str:
@@ -437,12 +173,12 @@ class Project:
         sl = slice(None)
         if depth_range is not None:
             lo, hi = depth_range
-            depth = _read_ds(_dataset(g, "depth_mm"))
+            depth = store_runs.sorted_column(g, "depth_mm")
             known = int(np.count_nonzero(~np.isnan(depth)))
             i0 = int(np.searchsorted(depth[:known], lo, side="left"))
             i1 = int(np.searchsorted(depth[:known], hi, side="right"))
             sl = slice(i0, max(i0, i1))
-        counts, cols = _read_table(g, sl)
+        counts, cols = store_runs.read_table(g, sl)
         if active_only:
             keep = np.asarray(cols["active"], dtype=bool)
             if not keep.all():
@@ -471,27 +207,58 @@ class Project:
         g = self._h5["import_log"]
         return pd.DataFrame({c: [_attr(v) for v in _read_ds(_dataset(g, c))] for c in LOG_COLUMNS})
 
+    # --- lab samples and predictions: the project file with the small writes of
+    # NAME.parts/ laid over it (store_parts; folded into the file by the next full write)
+    def _parts_index(self) -> dict | None:
+        gen = self._h5.attrs.get("generation")
+        return store_parts.read_index(self.path, _attr(gen) if gen is not None else None)
+
+    def _overlaid(self, pick, group: str, read):
+        """``read(h5 group)`` of the entry ``pick(index)`` names, else of ``group`` in the project
+        file (None when neither has it). An entry replaced by a writer meanwhile: index re-read."""
+        for _ in range(5):
+            name = pick(self._parts_index() or {})
+            if not name:
+                break
+            try:
+                with store_parts.open_entry(self.path, name) as f:
+                    return read(f[group])
+            except FileNotFoundError:
+                continue
+        return read(self._h5[group]) if group in self._h5 else None
+
+    def _labels_frame(self):
+        return self._overlaid(lambda ix: ix.get("labels"), "labels",
+                              lambda g: (_read_frame(g)[0], json.loads(g.attrs.get("meta", "{}"))))
+
     def labels(self, core: str | None = None) -> pd.DataFrame:
-        if "labels" not in self._h5:
+        got = self._labels_frame()
+        if got is None:
             return pd.DataFrame()
-        df, _ = _read_frame(self._h5["labels"])
+        df = got[0]
         if core is not None and "core" in df.columns:
             df = df[df["core"] == core].reset_index(drop=True)
         return df
 
     def labels_meta(self) -> dict:
-        return json.loads(self._h5["labels"].attrs.get("meta", "{}")) if "labels" in self._h5 else {}
+        got = self._overlaid(lambda ix: ix.get("labels"), "labels",
+                             lambda g: json.loads(g.attrs.get("meta", "{}")))
+        return got if got is not None else {}
 
     def predictions(self, core: str) -> list[str]:
         g = self._core(core)
-        return sorted(g["predictions"].keys()) if "predictions" in g else []
+        names = set(g["predictions"].keys()) if "predictions" in g else set()
+        names |= set((self._parts_index() or {}).get("predictions", {}).get(safe_name(core), {}))
+        return sorted(names)
 
     def read_predictions(self, core: str, model_id: str) -> tuple[pd.DataFrame, dict]:
-        g = self._core(core)
-        key = f"predictions/{safe_name(model_id)}"
-        if key not in g:
+        c, m = safe_name(core), safe_name(model_id)
+        self._core(core)
+        got = self._overlaid(lambda ix: ix.get("predictions", {}).get(c, {}).get(m),
+                             f"cores/{c}/predictions/{m}", _read_frame)
+        if got is None:
             raise ProjectError(f"{self.path}: core {core!r} has no predictions of model {model_id!r}")
-        return _read_frame(g[key])
+        return got
 
     def info(self) -> dict:
         """Summary of the project (what `xrfcore info --json` prints)."""
@@ -499,7 +266,8 @@ class Project:
         out: dict[str, Any] = {
             "path": str(self.path), "schema_version": int(a["schema_version"]),
             "xrfcore_version": _attr(a.get("xrfcore_version", "")),
-            "created": _attr(a.get("created", "")), "modified": _attr(a.get("modified", "")),
+            "created": _attr(a.get("created", "")),
+            "modified": max(_attr(a.get("modified", "")), (self._parts_index() or {}).get("modified", "")),
             "cores": [],
         }
         for core in self.cores():
@@ -530,11 +298,10 @@ class Project:
                     "calibration": json.loads(_attr(g.attrs.get("calibration", "{}")) or "{}"),
                     **settings,
                 })
-            cg = self._core(core)
             out["cores"].append({
                 "core": core, "runs": runs,
                 "spectra": sum(r["spectra"] for r in runs), "active": sum(r["active"] for r in runs),
-                "predictions": sorted(cg["predictions"].keys()) if "predictions" in cg else [],
+                "predictions": self.predictions(core),
             })
         log = self.import_log()
         out["import_log"] = {
@@ -549,44 +316,96 @@ class Project:
 
 class WritableProject(Project):
     """The project inside a :func:`transaction` (a temp copy; nothing is final until commit).
-    ``calibrations[(core, run)]``: the energy calibration of each run written (for reports)."""
+    ``calibrations[(core, run)]``: the energy calibration of each run written (for reports).
 
-    def __init__(self, h5, path):
-        super().__init__(h5, path)
+    The temp copy is made on first use (``_h5``): a transaction that only stores lab samples or
+    predictions stages them and commits them as small files beside the project (store_parts)."""
+
+    def __init__(self, h5, path, materialize=None, peek=None):
+        self._file = h5
+        self.path = Path(path)
+        self._materialize = materialize   # () -> the temp copy's h5py.File (folds NAME.parts/ in)
+        self._peek = peek                 # the project file, read-only (checks while staging)
         self.calibrations: dict = {}
+        self.staged_labels = None         # (df, meta)
+        self.staged_predictions: dict = {}  # (core, model) -> (df, meta)
+        self._fresh: dict = {}            # (core, run) -> physical rows appended, not finalized
+
+    @property
+    def _h5(self) -> h5py.File:
+        if self._file is None:
+            self._file = self._materialize()
+            if self.staged_labels is not None:
+                self.write_labels(*self.staged_labels)
+            for (c, m), (df, meta) in self.staged_predictions.items():
+                self.write_predictions(c, m, df, meta)
+            self.staged_labels, self.staged_predictions = None, {}
+        return self._file
+
+    @_h5.setter
+    def _h5(self, h5) -> None:
+        self._file = h5
+
+    @property
+    def materialized(self) -> bool:
+        return self._file is not None
+
+    def _parts_index(self) -> dict | None:
+        return None     # folded into the temp copy when it was made
+
+    def close(self) -> None:
+        for h in (self._file, self._peek):
+            if h is not None and h.id.valid:
+                h.close()
 
     def write_run(self, core: str, run: str, records: Iterable[SpectrumRecord], *,
-                  replace: bool = False) -> dict:
-        """Merge records into a run (or replace it); re-sorts and re-flags ``active``.
+                  replace: bool = False, finalize: bool = True) -> dict:
+        """Add records to a run (or replace it): appended, never rewritten (store_runs).
 
-        A record whose sha256 is already in the run is not added again.
+        A record whose sha256 is already in the run is not added again. ``finalize``: sort,
+        re-flag ``active`` and calibrate now; else at :meth:`finalize_runs` (an import calls it
+        once at its end; the transaction does before it commits).
         Returns {'added': n, 'duplicates': n, 'total': n}.
         """
         records = list(records)
         runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
         name = safe_name(run)
-        old = None if (replace or name not in runs) else _read_table(runs[name])
-        if old is not None:
-            known = set(old[1]["sha256"])
+        if replace and name in runs:
+            del runs[name]
+            self._fresh.pop((core, run), None)
+        g = runs[name] if name in runs else None
+        if g is not None:
+            known = set(_read_column(_dataset(g, "sha256"), slice(None)))
             fresh = [r for r in records if r.sha256 not in known or not r.sha256]
         else:
             fresh = records
         dup = len(records) - len(fresh)
-        if not fresh and old is not None:
-            return {"added": 0, "duplicates": dup, "total": len(old[0])}
+        if not fresh and g is not None:
+            return {"added": 0, "duplicates": dup, "total": int(_dataset(g, "spectra").shape[0])}
         if not fresh:
             raise ValueError(f"no records to write to {core}/{run}")
         new = records_to_table(fresh)
-        if old is not None:
-            if old[0].shape[1] != new[0].shape[1]:
-                raise ValueError(f"{fresh[0].source_path}: {new[0].shape[1]} channels, "
-                                 f"run {core}/{run} has {old[0].shape[1]}")
-            new = _concat(old, new)
-        table = sort_and_flag(new)
-        attrs, cal = _run_attrs(table, run)
-        _write_table(runs, name, table, attrs)
-        self.calibrations[(core, run)] = cal
-        return {"added": len(fresh), "duplicates": dup, "total": int(table[0].shape[0])}
+        if g is not None and _dataset(g, "spectra").shape[1] != new[0].shape[1]:
+            raise ValueError(f"{fresh[0].source_path}: {new[0].shape[1]} channels, "
+                             f"run {core}/{run} has {_dataset(g, 'spectra').shape[1]}")
+        if g is None:
+            g = store_runs.create(runs, name, new[0].shape[1])
+        elif not store_runs.appendable(g):
+            g = store_runs.convert(runs, name)
+        n0, n1 = store_runs.append(g, new)
+        self._fresh.setdefault((core, run), []).append(np.arange(n0, n1))
+        if finalize:
+            self.finalize_runs([(core, run)])
+        return {"added": len(fresh), "duplicates": dup, "total": int(n1)}
+
+    def finalize_runs(self, which=None) -> None:
+        """Sort, flag and calibrate the runs appended to (``which``: [(core, run)]; all)."""
+        for key in list(self._fresh if which is None else which):
+            rows = self._fresh.pop(key, None)
+            if rows is None:
+                continue
+            g = self._run(*key)
+            self.calibrations[key] = store_runs.finalize(g, key[1], np.concatenate(rows))
 
     def write_table(self, core: str, run: str, counts: np.ndarray, meta: pd.DataFrame,
                     *, reflag: bool = False) -> None:
@@ -598,17 +417,27 @@ class WritableProject(Project):
         table = (np.asarray(counts, dtype=np.int32), cols)
         table = sort_and_flag(table) if reflag else table
         runs = self._h5.require_group(f"cores/{safe_name(core)}").require_group("runs")
+        self._fresh.pop((core, run), None)
         _write_table(runs, safe_name(run), table, _run_attrs(table, run)[0])
 
     def delete_run(self, core: str, run: str) -> None:
         del self._core(core)["runs"][safe_name(run)]
+        self._fresh.pop((core, run), None)
 
     def write_labels(self, df: pd.DataFrame, meta: dict | None = None) -> None:
+        if self._file is None and self._peek is not None:
+            self.staged_labels = (df.copy(), dict(meta or {}))
+            return
         if "labels" in self._h5:
             del self._h5["labels"]
         _write_frame(self._h5.create_group("labels"), df, meta or {})
 
     def write_predictions(self, core: str, model_id: str, df: pd.DataFrame, meta: dict | None = None) -> None:
+        if self._file is None and self._peek is not None:
+            if f"cores/{safe_name(core)}" not in self._peek:
+                raise ProjectError(f"{self.path}: no core {core!r}")
+            self.staged_predictions[(safe_name(core), safe_name(model_id))] = (df.copy(), dict(meta or {}))
+            return
         preds = self._core(core).require_group("predictions")
         name = safe_name(model_id)
         if name in preds:
@@ -632,37 +461,6 @@ class WritableProject(Project):
                 n = ds.shape[0]
                 ds.resize((n + len(vals),))
                 ds[n:] = vals
-
-
-def _run_attrs(table, run: str):
-    """The run's attributes, after calibrating its energy scale (fills the table's cal_* columns).
-    Returns (attrs, calibration.RunCalibration)."""
-    from xrfcore import calibration
-
-    counts, cols = table
-    scanner = next((s for s in cols["scanner"] if s), "")
-    key = "avaatech"
-    if "itrax" in scanner:
-        key = "itrax-1024" if counts.shape[1] <= 1024 else "itrax-2048"
-    kv = cols["kv"][~np.isnan(cols["kv"])]
-    kv_run = float(np.median(kv)) if kv.size else np.nan
-    stated = cols["gain_kev"][np.isfinite(cols["gain_kev"])]
-    nominal = _make_grid(counts.shape[1], float(np.median(stated)) if stated.size else NOMINAL_GAIN[key],
-                         float(np.nanmedian(cols["offset_kev"])) if stated.size and np.isfinite(cols["offset_kev"]).any()
-                         else 0.0)
-    cal = calibration.calibrate_run(counts, nominal, stated_gain=cols["gain_kev"], stated_offset=cols["offset_kev"],
-                                    kv=kv_run, valid=cols["valid"], paths=cols["source_path"])
-    cols["cal_gain_kev"], cols["cal_offset_kev"] = cal.gains, cal.offsets
-    cols["cal_source"] = np.asarray(cal.source, dtype=object)
-    summary = cal.summary()
-    summary["nominal"] = {"gain_kev": nominal.gain_kev, "offset_kev": nominal.offset_kev,
-                          "source": "files" if stated.size else f"nominal {key}"}
-    attrs = {"name": run, "channels": int(counts.shape[1]), "gain_kev": float(cal.run.gain_kev),
-             "offset_kev": float(cal.run.offset_kev), "grid_source": cal.grid_source, "kv": kv_run,
-             "calibration": json.dumps(summary, default=str), "scanner": scanner,
-             "simulated": bool(any(str(x).startswith("simulated") for x in cols["scanner"])),
-             "written": _now()}
-    return attrs, cal
 
 
 # --------------------------------------------------------------------------- files
@@ -731,18 +529,38 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
         lock = _acquire_file_lock(path)
         tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
         _live_temps.add(str(tmp))
-        h5 = None
+        project = None
         try:
             clean_stray_temps(path, locked=isinstance(lock, _OsLock))
             reserve = RESERVE_BYTES + max(0, int(reserve_bytes))
-            if path.exists():
+            exists = path.exists()
+            if exists:
                 _migrate_unlocked(path)  # checks the schema; migrates an older file first
-                size = path.stat().st_size
-                _check_free_space(path, folder, size + reserve)
-                shutil.copyfile(path, tmp)
-                _reserve_space(path, tmp, size + reserve)
-                h5 = _open_h5(tmp, "r+")
-            elif create:
+            elif not create:
+                raise FileNotFoundError(f"{path}: no such project file")
+            peek, base, index = None, None, None
+            if exists:
+                try:
+                    peek = _open_h5(path, "r")
+                except OSError as exc:
+                    raise _open_error(path, exc) from None
+                gen = peek.attrs.get("generation")
+                base = _attr(gen) if gen is not None else None
+                index = store_parts.read_index(path, base)
+                if not base:
+                    peek.close()
+
+            def materialize() -> h5py.File:
+                if peek is not None and peek.id.valid:
+                    peek.close()
+                if exists:
+                    size = path.stat().st_size
+                    _check_free_space(path, folder, size + reserve)
+                    shutil.copyfile(path, tmp)
+                    _reserve_space(path, tmp, size + reserve)
+                    h5 = _open_h5(tmp, "r+")
+                    _fold_parts(h5, path, index)
+                    return h5
                 _check_free_space(path, folder, reserve)
                 with h5py.File(tmp, "w", fs_strategy="fsm", fs_persist=True) as new:
                     new.attrs["schema_version"] = SCHEMA_VERSION
@@ -750,33 +568,68 @@ def transaction(path: str | os.PathLike, *, create: bool = True,
                     new.attrs["created"] = _now()
                     new.create_group("cores")
                 _reserve_space(path, tmp, reserve)
-                h5 = _open_h5(tmp, "r+")
-            else:
-                raise FileNotFoundError(f"{path}: no such project file")
-            project = WritableProject(h5, path)
+                return _open_h5(tmp, "r+")
+
+            # small writes stay small only on a file with a generation (written by this version)
+            project = WritableProject(None, path, materialize, peek if base else None)
+            if not exists:
+                project._h5
             yield project
-            h5.attrs["modified"] = _now()
-            h5.attrs["xrfcore_version"] = __version__
-            h5.flush()
-            h5.close()
-            h5 = None
-            _fsync_file(tmp)
-            os.replace(tmp, path)
-            _fsync_dir(folder)
+            if project.materialized:
+                project.finalize_runs()
+                h5 = project._h5
+                h5.attrs["modified"] = _now()
+                h5.attrs["xrfcore_version"] = __version__
+                h5.attrs["generation"] = uuid.uuid4().hex
+                h5.flush()
+                project.close()
+                _fsync_file(tmp)
+                os.replace(tmp, path)
+                _fsync_dir(folder)
+                store_parts.clear(path)      # its entries are in the file now (and stale by generation)
+            elif project.staged_labels is not None or project.staged_predictions:
+                project.close()
+                _check_free_space(path, folder, RESERVE_BYTES)
+                try:
+                    store_parts.write_entries(path, base, index, project.staged_labels,
+                                              project.staged_predictions, _now(), _write_frame)
+                except BaseException:
+                    store_parts.remove_unreferenced(path, store_parts.read_index(path, base))
+                    raise
         except (OSError, RuntimeError) as exc:
             if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
                 raise _disk_full(path, folder) from exc
             raise
         finally:
-            if h5 is not None:
+            if project is not None:
                 with contextlib.suppress(Exception):
-                    h5.close()
+                    project.close()
             _live_temps.discard(str(tmp))
             if tmp.exists():
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             with contextlib.suppress(OSError):
                 lock.unlink()
+
+
+def _fold_parts(h5: h5py.File, path: Path, index: dict | None) -> None:
+    """Copy the small writes of NAME.parts/ into a transaction's temp copy of the project."""
+    if not index:
+        return
+    todo = []
+    if index.get("labels"):
+        todo.append(("labels", index["labels"]))
+    for core, models in index.get("predictions", {}).items():
+        todo += [(f"cores/{core}/predictions/{m}", name) for m, name in models.items()]
+    for group, name in todo:
+        if group.startswith("cores/") and f"cores/{group.split('/')[1]}" not in h5:
+            continue        # its core was deleted since
+        if group in h5:
+            del h5[group]
+        parent, leaf = group.rpartition("/")[::2]
+        with store_parts.open_entry(path, name) as f:
+            _read_frame(f[group])                      # checked (checksums) before it is copied
+            f.copy(f[group], h5.require_group(parent) if parent else h5, name=leaf)
 
 
 def _migrate_unlocked(path: Path) -> int:
