@@ -17,7 +17,7 @@ from app import engine
 from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
-from app.settings import Settings, log_dir
+from app.settings import Settings, log_dir, window_size
 from app.views.downcore_view import DowncoreView
 from app.views.reconstruction_view import ReconstructionView
 from app.views.spectrum_view import SpectrumView
@@ -131,7 +131,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         super().__init__()
         self.settings = settings or Settings.load()
         self.setWindowTitle("xrfcore")
-        self.resize(1400, 860)
+        self.resize(*window_size(self))   # 1400x860, or less on a small screen (1366x768 laptop)
         self.setAcceptDrops(True)
         self.jobs: list[JobThread] = []
         self.project: str | None = None
@@ -369,16 +369,18 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
             self.open_project(path)
 
     def open_sample_core(self) -> None:
-        """The bundled simulated core, imported once into the user data folder, with its labels."""
+        """The bundled simulated core, imported with its labels into a fresh folder of this session's
+        own (never the user's data folder, never a demo project someone else left behind)."""
         folder = engine.sample_core_folder()
         if folder is None:
             show_error(self, "Sample core", "The bundled sample core was not found in this installation.")
             return
         self.demo = True
-        project = self.settings.project_folder() / "sample_core_SIMULATED.h5"
-        if project.exists():
+        project = getattr(self, "demo_project", None)
+        if project is not None and project.exists():   # opened earlier in this session
             self.open_project(str(project))
             return
+        project = self.demo_project = engine.demo_project_path()
         labels = engine.sample_labels_file(folder)
         self.start_job(engine.import_with_labels, str(folder), str(project), labels_csv=labels,
                        name="import-sample", text="Importing the sample core (SIMULATED)",
