@@ -20,7 +20,32 @@ SECTION_UNITS = [
 
 
 def report_frame(report) -> pd.DataFrame:
-    """Per-file rows (file, status, reason) from an xrfcore ImportReport, whatever its container."""
+    """Per-file rows from an xrfcore ImportReport: the file name with its section and position (the
+    depth part of the name, which a long path would hide), status, message, core, run, folder."""
+    df = _raw_report_frame(report)
+    if "path" not in df.columns or df.empty:
+        return df
+    paths = df["path"].astype(str)
+    parts = [_name_depth(p) for p in paths]
+    lead = pd.DataFrame({"file": [p.rsplit("/", 1)[-1] for p in paths],
+                         "section": [a for a, _ in parts], "position_mm": [b for _, b in parts]})
+    rest = df.drop(columns=["path"])
+    rest["folder"] = [p.rsplit("/", 1)[0] if "/" in p else "" for p in paths]
+    return pd.concat([lead, rest.reset_index(drop=True)], axis=1)
+
+
+def _name_depth(path: str) -> tuple[str, float]:
+    """(section, position in mm) read from an Avaatech file name ('', nan when it has none)."""
+    from xrfcore.io.avaatech import parse_file_name
+    try:
+        f = parse_file_name(path.rsplit("/", 1)[-1])
+    except Exception:  # noqa: BLE001 (any other scanner's name: no depth part shown)
+        return "", float("nan")
+    pos = f.get("position_mm")
+    return str(f.get("section") or ""), float(pos) if pos is not None else float("nan")
+
+
+def _raw_report_frame(report) -> pd.DataFrame:
     for name in ("to_frame", "as_frame", "frame", "table"):
         attr = getattr(report, name, None)
         if attr is not None:

@@ -35,6 +35,12 @@ def test_import_dialog_imports_and_reports(qtbot, sample_core, tmp_path, errors_
     assert d.pages.currentIndex() == 2
     df = report_frame(d.report)
     assert len(df) == 300 and set(df["status"]) == {"ok"}
+    # the depth part of each file name has columns of its own: no two rows look the same
+    assert list(df.columns[:3]) == ["file", "section", "position_mm"]
+    assert len(df.drop_duplicates(["section", "position_mm"])) == 300 and df["file"].str.endswith(".spe").all()
+    shown = d.report_table.model
+    assert [shown.headerData(i, Qt.Horizontal) for i in range(3)] == ["file", "section", "position_mm"]
+    assert shown.data(shown.index(0, 2)) == "5"
     assert d.report_table.model.rowCount() == 300
     assert "300 files" in d.report_table.summary.text()
     write_frame_csv(tmp_path / "report.csv", d.report_table.model.df, d.report_table.header)
