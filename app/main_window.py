@@ -674,7 +674,8 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         if self.project is None:
             return
         if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "Lab samples", "", "CSV files (*.csv *.txt);;All files (*)")
+            from xrfcore.labtables import FILE_FILTER
+            path, _ = QFileDialog.getOpenFileName(self, "Lab samples", "", f"{FILE_FILTER};;All files (*)")
             if not path:
                 return
         try:
