@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
 
 from app import engine
 from app.errors import log_file, report_exception, show_error
+from app.cruise_actions import CruiseActions
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
 from app.settings import Settings, log_dir, window_size
@@ -123,7 +124,7 @@ class ProgressPanel(QWidget):
             self.job.cancel()
 
 
-class MainWindow(ModelActions, PlotActions, QMainWindow):
+class MainWindow(ModelActions, PlotActions, CruiseActions, QMainWindow):
     idleChanged = Signal(bool)
     coreShown = Signal()
 
@@ -245,6 +246,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
             self.trace_actions[(num, den)] = a
         self._action(v, "Overlay this depth", self.overlay_current, "Ctrl+D")
         self._action(v, "Sum depth range…", self.sum_depth_range)
+        self.build_cruise_menu(mb)   # import / predict / export all cores, compare two (cruise_actions)
         adv = mb.addMenu("&Advanced")
         self.act_adapt = self._action(adv, "Adapt the model to this project…", self.adapt)
         self.act_pretrain = self._action(adv, "Pretrain on this project's spectra…", self.pretrain)
@@ -292,6 +294,7 @@ class MainWindow(ModelActions, PlotActions, QMainWindow):
         self.act_predict.setEnabled(has_core and self.model_path is not None)
         self.act_export.setEnabled(has_core and bool(self.view and self.view.predictions))
         self.act_save_model.setEnabled(self.model_path is not None)
+        self.update_cruise_actions()
 
     # ------------------------------------------------------------------ jobs
     def start_job(self, fn, *args, name: str, text: str, on_success=None, on_failed=None,
