@@ -42,6 +42,7 @@ def test_cli_import_of_a_parent_folder_names_every_core(tmp_path, capsys):
     with store.Project.open(proj) as p:
         assert p.cores() == ["GeoB1-1", "GeoB2-1", "GeoB3-1"]
     assert [f.name for f in cruise.core_folders(parent)] == ["GeoB1-1", "GeoB2-1", "GeoB3-1"]
+    assert cruise.core_folders(parent / "GeoB1-1") == []       # a core's run folders are not cores
 
 
 def test_predict_all_then_export_per_core_and_long(predicted, tmp_path, capsys):

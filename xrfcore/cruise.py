@@ -58,9 +58,12 @@ def cores_line(report) -> str:
 def core_folders(parent) -> list[Path]:
     """The sub-folders of a cruise folder that hold spectra (.spe, or an Itrax result table):
     what the app shows before a cruise import (the import itself finds the cores by their files)."""
+    from xrfcore.io.avaatech import parse_run_folder
     parent = Path(parent)
     out = []
     for d in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if parse_run_folder(d.name) is not None:   # 'Run 1 at 10kV': a run of one core, not a core
+            continue
         try:
             if any(f.suffix.lower() == ".spe" or f.name.lower() == "result.txt" for f in d.rglob("*")):
                 out.append(d)
