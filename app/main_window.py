@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
                                QWidget)
 
 from app import engine
-from app.errors import log_file, report_exception, show_error
 from app.cruise_actions import CruiseActions
+from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
 from app.settings import Settings, log_dir, window_size
