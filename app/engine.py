@@ -26,6 +26,13 @@ def sample_core_folder() -> Path | None:
     return _paths.sample_core_dir()
 
 
+def demo_project_path() -> Path:
+    """Where the demo (the bundled SIMULATED sample core) is imported: a fresh temporary folder,
+    clearly named, made for this one session (removed with the system's temporary files)."""
+    import tempfile
+    return Path(tempfile.mkdtemp(prefix="xrfcore-demo-SIMULATED-")) / "sample_core_SIMULATED.h5"
+
+
 def sample_labels_file(folder: Path) -> Path | None:
     """The lab-samples CSV shipped with the sample core (name contains 'lab')."""
     cands = sorted(p for p in folder.rglob("*.csv") if "lab" in p.name.lower())

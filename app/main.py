@@ -22,7 +22,8 @@ def parse_args(argv=None):
                     help="when idle, save a screenshot of the main window and exit")
     ap.add_argument("--self-test", action="store_true",
                     help="load the model, predict on the sample core, exit 0 when it works")
-    ap.add_argument("--size", default="1400x860", help="window size for screenshots (WxH)")
+    ap.add_argument("--size", default="", help="window size for screenshots (WxH; default: 1400x860, or "
+                    "less to fit the screen)")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up --screenshot/--self-test after this many s")
     return ap.parse_args(argv)
 
@@ -42,11 +43,12 @@ def main(argv=None) -> int:
     from app.main_window import MainWindow
 
     win = MainWindow()
-    try:
-        w, h = (int(x) for x in args.size.lower().split("x"))
-        win.resize(w, h)
-    except ValueError:
-        pass
+    if args.size:
+        try:
+            w, h = (int(x) for x in args.size.lower().split("x"))
+            win.resize(w, h)
+        except ValueError:
+            pass
     win.show()
     win.warm_up()
     if args.demo or (args.self_test and not args.path):

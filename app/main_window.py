@@ -14,12 +14,13 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, Q
                                QWidget)
 
 from app import engine
+from app.cruise_actions import CruiseActions
 from app.errors import log_file, report_exception, show_error
 from app.model_actions import ModelActions
 from app.plot_actions import PlotActions
 from app.sampling_actions import SamplingActions
+from app.settings import Settings, log_dir, window_size
 from app.trace_actions import TraceActions
-from app.settings import Settings, log_dir
 from app.views.downcore_view import DowncoreView
 from app.views.reconstruction_view import ReconstructionView
 from app.views.spectrum_view import SpectrumView
@@ -123,7 +124,7 @@ class ProgressPanel(QWidget):
             self.job.cancel()
 
 
-class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMainWindow):
+class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, CruiseActions, QMainWindow):
     idleChanged = Signal(bool)
     coreShown = Signal()
 
@@ -131,7 +132,7 @@ class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMain
         super().__init__()
         self.settings = settings or Settings.load()
         self.setWindowTitle("xrfcore")
-        self.resize(1400, 860)
+        self.resize(*window_size(self))   # 1400x860, or less on a small screen (1366x768 laptop)
         self.setAcceptDrops(True)
         self.jobs: list[JobThread] = []
         self.project: str | None = None
@@ -240,6 +241,7 @@ class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMain
         self.build_trace_menu(v)
         self._action(v, "Overlay this depth", self.overlay_current, "Ctrl+D")
         self._action(v, "Sum depth range…", self.sum_depth_range)
+        self.build_cruise_menu(mb)   # import / predict / export all cores, compare two (cruise_actions)
         adv = mb.addMenu("&Advanced")
         self.act_adapt = self._action(adv, "Adapt the model to this project…", self.adapt)
         self.act_pretrain = self._action(adv, "Pretrain on this project's spectra…", self.pretrain)
@@ -288,6 +290,7 @@ class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMain
         self.act_suggest.setEnabled(has_core)
         self.act_export.setEnabled(has_core and bool(self.view and self.view.predictions))
         self.act_save_model.setEnabled(self.model_path is not None)
+        self.update_cruise_actions()
 
     # ------------------------------------------------------------------ jobs
     def start_job(self, fn, *args, name: str, text: str, on_success=None, on_failed=None,
@@ -365,16 +368,18 @@ class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMain
             self.open_project(path)
 
     def open_sample_core(self) -> None:
-        """The bundled simulated core, imported once into the user data folder, with its labels."""
+        """The bundled simulated core, imported with its labels into a fresh folder of this session's
+        own (never the user's data folder, never a demo project someone else left behind)."""
         folder = engine.sample_core_folder()
         if folder is None:
             show_error(self, "Sample core", "The bundled sample core was not found in this installation.")
             return
         self.demo = True
-        project = self.settings.project_folder() / "sample_core_SIMULATED.h5"
-        if project.exists():
+        project = getattr(self, "demo_project", None)
+        if project is not None and project.exists():   # opened earlier in this session
             self.open_project(str(project))
             return
+        project = self.demo_project = engine.demo_project_path()
         labels = engine.sample_labels_file(folder)
         self.start_job(engine.import_with_labels, str(folder), str(project), labels_csv=labels,
                        name="import-sample", text="Importing the sample core (SIMULATED)",
@@ -646,7 +651,8 @@ class MainWindow(ModelActions, PlotActions, TraceActions, SamplingActions, QMain
         if self.project is None:
             return
         if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "Lab samples", "", "CSV files (*.csv *.txt);;All files (*)")
+            from xrfcore.labtables import FILE_FILTER
+            path, _ = QFileDialog.getOpenFileName(self, "Lab samples", "", f"{FILE_FILTER};;All files (*)")
             if not path:
                 return
         try:

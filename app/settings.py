@@ -99,3 +99,24 @@ class Settings:
             p.mkdir(parents=True, exist_ok=True)
             return p
         return projects_dir()
+
+
+DEFAULT_WINDOW = (1400, 860)
+
+
+def fit_window(avail_w: int, avail_h: int, want: tuple[int, int] = DEFAULT_WINDOW) -> tuple[int, int]:
+    """The window size that fits the screen's available area (a 1366x768 laptop less its panels):
+    the wanted size, shrunk to 96 % of the width and 92 % of the height (room for the frame)."""
+    if avail_w <= 0 or avail_h <= 0:
+        return want
+    return min(want[0], int(avail_w * 0.96)), min(want[1], int(avail_h * 0.92))
+
+
+def window_size(widget=None, want: tuple[int, int] = DEFAULT_WINDOW) -> tuple[int, int]:
+    """fit_window for the screen the widget is on (the primary screen otherwise)."""
+    from PySide6.QtGui import QGuiApplication
+    screen = (widget.screen() if widget is not None else None) or QGuiApplication.primaryScreen()
+    if screen is None:
+        return want
+    g = screen.availableGeometry()
+    return fit_window(g.width(), g.height(), want)

@@ -104,7 +104,9 @@ class TraceActions:
             a.setChecked(False)
             a.blockSignals(False)
 
-    def draw_trace(self, spec) -> None:
+    def draw_trace(self, spec, quiet: bool = False) -> None:
+        """Draw one trace; one these spectra cannot give is said (a dialog when the user asked for
+        it, the status bar when it is a default drawn on opening a core) and not drawn."""
         from xrfcore import traces
         v = self.view
         meta = v.run_data.meta
@@ -116,6 +118,10 @@ class TraceActions:
                                          anode=getattr(v, "anode", None) or "Rh",
                                          kv=float(kv.max()) if len(kv) else None)
         except Exception as exc:  # noqa: BLE001
+            self.downcore.remove_trace(spec.label())
+            if quiet:   # kept in the set: the next core may have the line
+                self.statusBar().showMessage(f"Trace {spec.label()} not drawn: {exc}", 10000)
+                return
             report_exception(self, "Element trace", exc)
             self.traces.pop(spec.label(), None)
             a = self.trace_actions.get((spec.numerator, spec.denominator))
@@ -131,7 +137,7 @@ class TraceActions:
         """On showing a core: its traces, and its section tops marked."""
         v = self.view
         for spec in list(self.traces.values()):
-            self.draw_trace(spec)
+            self.draw_trace(spec, quiet=True)
         meta = v.run_data.meta
         if "section" in meta and "depth_mm" in meta and len(meta):
             d = meta["depth_mm"].to_numpy(float)

@@ -62,12 +62,20 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing CSV files")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export stored predictions of a core to CSV with a provenance header")
+    p = sub.add_parser("export", help="export stored predictions of a core (or of every core) to CSV with a "
+                       "provenance header")
     p.add_argument("-p", "--project", required=True)
-    p.add_argument("--core", required=True)
-    p.add_argument("--model", required=True, help="model id (as listed by `xrfcore info`)")
-    p.add_argument("-o", "--out", required=True, help="CSV file to write")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--core", help="the core to export")
+    which.add_argument("--all-cores", action="store_true",
+                       help="every core with predictions of the model: -o is a folder (one CSV per core), "
+                       "or with --long one CSV")
+    p.add_argument("--long", action="store_true",
+                   help="with --all-cores: one long CSV (a core column; the header names every core)")
+    p.add_argument("--model", help="model id (as listed by `xrfcore info`); with --all-cores the default is "
+                   "the model that predicted the most cores")
+    p.add_argument("-o", "--out", required=True, help="CSV file to write (a folder for --all-cores without --long)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="run a benchmark (tests/benchmarks/) and print its table")
@@ -244,14 +252,43 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from xrfcore.cli import check_output
+    from xrfcore.cli import UserError, check_output
     from xrfcore.predict import export_core
+
+    if args.long and not args.all_cores:
+        raise UserError("--long goes with --all-cores (one core's export is one table already)")
+    if args.all_cores:
+        return _export_all(args)
+    if not args.model:
+        raise UserError("--model is required with --core (model ids: `xrfcore info`)")
 
     check_output(args.out, inputs=(args.project,), force=args.force)
     df = export_core(args.project, args.core, args.model, args.out)
     print(f"wrote {len(df)} rows to {args.out}")
     for reason in df.attrs.get("stale") or []:
         print(f"WARNING: these predictions are STALE ({reason}); the file says so in its header; "
+              "run `xrfcore predict` again for current values", file=sys.stderr)
+    return 0
+
+
+def _export_all(args) -> int:
+    from xrfcore import cruise
+    from xrfcore.cli import UserError
+
+    models = cruise.common_models(args.project)
+    if not models:
+        raise UserError(f"{args.project}: no stored predictions yet; run `xrfcore predict` first")
+    model = args.model or next(iter(models))
+    if model not in models:
+        raise UserError(f"{args.project}: no core has predictions of model {model!r} (models: {', '.join(models)})")
+    res = cruise.export_all(args.project, model, args.out, long=args.long, force=args.force)
+    what = f"one long CSV {args.out}" if args.long else f"{len(res['files'])} files in {args.out}"
+    print(f"wrote {res['rows']} rows of {len(res['cores'])} cores ({', '.join(res['cores'])}), model {model}, "
+          f"as {what}")
+    if res["without"]:
+        print(f"  cores without predictions of {model} (not exported): {', '.join(res['without'])}")
+    for core, reason in res["stale"].items():
+        print(f"WARNING: the predictions of {core} are STALE ({reason}); the file says so in its header; "
               "run `xrfcore predict` again for current values", file=sys.stderr)
     return 0
 

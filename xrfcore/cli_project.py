@@ -63,6 +63,8 @@ def cmd_import(args) -> int:
                                append=args.append, rename=args.rename)
     finally:
         bar.close()
+    from xrfcore.cruise import cores_line
+    print(cores_line(report))   # a parent folder of many core folders: one import, every core named
     print(report.summary())
     if args.report:
         report.to_csv(args.report)

@@ -51,6 +51,75 @@ def provenance_lines(provenance: dict) -> list[str]:
     return lines
 
 
+def labels_hash(card: dict) -> str | None:
+    """sha256 of the lab samples a model was fine-tuned on: the lab file's hash, else the matched
+    table's (a model fine-tuned on the project's stored lab samples has only that)."""
+    labels = card.get("labels") or {}
+    return labels.get("sha256") or labels.get("table_sha256")
+
+
+def card_seeds(card: dict) -> dict | None:
+    """Every seed a fine-tuned model was made with: the fine-tune seed, the out-of-distribution
+    masks' seeds and its base model's training seeds (when the base card is found)."""
+    seeds = dict(card.get("seeds") or {})
+    cfg = card.get("finetune_config") or {}
+    if "seed" not in seeds and cfg.get("seed") is not None:
+        seeds["seed"] = cfg["seed"]
+    if cfg.get("ood_seeds") is not None:
+        seeds["ood_mask_seeds"] = list(cfg["ood_seeds"])
+    base = card.get("base_model") or {}
+    if base.get("path"):
+        stem = str(base["path"])
+        for ext in (".json", ".safetensors"):
+            stem = stem.removesuffix(ext)
+        try:
+            with open(stem + ".json", encoding="utf-8") as f:
+                bseeds = json.load(f).get("seeds")
+            if bseeds:
+                seeds["base_model"] = bseeds
+        except (OSError, ValueError):
+            pass
+    return seeds or None
+
+
+def complete_provenance(meta: dict) -> dict:
+    """Fill in what predictions stored by an older xrfcore lack (labels_sha256 None, no seeds) from
+    the model card at ``meta["model_path"]`` when it is still there; in place, also returned."""
+    if meta.get("labels_sha256") and meta.get("seeds"):
+        return meta
+    path = meta.get("model_path")
+    card = None
+    if path:
+        from pathlib import Path
+        for cand in (Path(path) / "model.json", Path(str(path) + ".json"), Path(path).with_suffix(".json")):
+            try:
+                card = json.loads(cand.read_text(encoding="utf-8"))
+                break
+            except (OSError, ValueError):
+                continue
+    if card is not None:
+        if not meta.get("labels_sha256"):
+            meta["labels_sha256"] = labels_hash(card)
+        if not meta.get("seeds"):
+            meta["seeds"] = card_seeds(card)
+    return meta
+
+
+def column_units(columns, units: dict) -> dict:
+    """{column: unit} of a prediction table: depths and positions in mm, each target's value and
+    interval bounds in its unit, the OOD score unitless (a ratio to its limit)."""
+    out = {}
+    for c in columns:
+        base = c[:-3] if c.endswith(("_lo", "_hi")) else c
+        if c in ("depth_mm", "position_mm") or c.endswith("_mm"):
+            out[c] = "mm"
+        elif base in units:
+            out[c] = units[base] or ""
+        elif c == "ood_score":
+            out[c] = "ratio to its limit (flag > 1)"
+    return out
+
+
 def write_csv_atomic(path, df: pd.DataFrame, header_lines: list[str], float_format="%.6g") -> None:
     with atomic_open(path, newline="") as f:
         for line in header_lines:
@@ -79,7 +148,9 @@ def write_predictions_csv(path, df: pd.DataFrame, provenance: dict) -> None:
     cols = lead + tail + [c for c in df.columns if c not in lead and c not in tail]
     units = provenance.get("units") or {}
     names = {c: with_unit(c, units.get(t)) for t in extra for c in (t, f"{t}_lo", f"{t}_hi")}
-    write_csv_atomic(path, df[cols].rename(columns=names), provenance_lines(provenance))
+    prov = dict(provenance)
+    prov["column_units"] = {names.get(c, c): u for c, u in column_units(cols, units).items()}
+    write_csv_atomic(path, df[cols].rename(columns=names), provenance_lines(prov))
 
 
 def read_provenance(path) -> dict:

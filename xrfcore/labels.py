@@ -22,7 +22,6 @@ explicit OK (TOC above 20 wt%; samples covering under a fifth of a core, e.g. cm
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,29 +193,13 @@ def read_lab_csv(path, mapping: dict | None = None, depth_unit: str | None = Non
     None: CaCO3 and/or TOC); other targets keep their values and unit (header, or ``units`` such as
     'Fe=mg/kg'). Raises ValueError naming the file (and the column for a bad target).
     """
+    from xrfcore.labtables import read_table
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise OSError(f"{path}: cannot read lab file ({exc.strerror or exc})") from None
-    sha = hashlib.sha256(raw).hexdigest()
-    text = raw.decode("utf-8-sig", errors="replace")
-    comments = [ln for ln in text.splitlines() if ln.lstrip().startswith("#")]
+    table = read_table(path)   # CSV (separator, decimal comma detected) or .xlsx / .xls / .ods
+    sha, comments, df, src_rows = table.sha256, table.comments, table.frame, table.source_rows
     simulated = any("simulated" in ln.lower() for ln in comments)
-    sep = ";" if text.count(";") > text.count(",") else ","
-    try:
-        # a semicolon table with numbers like "12,5" is the European spreadsheet export
-        decimal = "," if sep == ";" and re.search(r"(^|;)\s*-?\d+,\d+\s*(;|$)", text, re.M) else "."
-        df = pd.read_csv(io.StringIO(text), comment="#", sep=sep, decimal=decimal, skip_blank_lines=True)
-    except Exception as exc:  # pandas raises several kinds for malformed text
-        raise ValueError(f"{path}: not a readable CSV table ({exc})") from None
     if df.empty:
         raise ValueError(f"{path}: no sample rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    # line numbers in the file (1-based, header counted) so the report points at real lines
-    data_lines = [i + 1 for i, ln in enumerate(text.splitlines())
-                  if ln.strip() and not ln.lstrip().startswith("#")][1:]
-    src_rows = data_lines[: len(df)] if len(data_lines) >= len(df) else list(range(2, len(df) + 2))
 
     cols = detect_columns(df.columns)
     for role, col in (mapping or {}).items():

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xrfcore.export import card_seeds, labels_hash
 from xrfcore.jobs import CancelToken, no_progress
 from xrfcore.ood import describe as ood_describe
 
@@ -72,7 +73,8 @@ def provenance(card: dict, *, project_path=None, core=None, run=None, data_simul
                                      "cv_coverage": c.get(f"cv_coverage_{c.get('method', 'plain')}")}
                                  for t, c in (card.get("conformal") or {}).items()},
         "ood": ood_describe(card),
-        "labels_sha256": (card.get("labels") or {}).get("sha256"),
+        "labels_sha256": labels_hash(card),
+        "seeds": card_seeds(card),
         "project": str(project_path) if project_path else None,
         "project_sha256": project_sha256,
         "core": core, "run": run,
@@ -286,6 +288,7 @@ def export_core(project_path, core: str, model_id: str, path) -> pd.DataFrame:
         meta["stale"] = "; ".join(reasons)
     meta["project_sha256"] = _file_sha256(project_path)
     meta["project"] = str(Path(project_path).name)
+    export.complete_provenance(meta)  # labels hash and seeds of predictions stored before they were kept
     export.write_predictions_csv(path, df, meta)
     df.attrs["stale"] = reasons
     return df

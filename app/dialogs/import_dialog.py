@@ -20,7 +20,32 @@ SECTION_UNITS = [
 
 
 def report_frame(report) -> pd.DataFrame:
-    """Per-file rows (file, status, reason) from an xrfcore ImportReport, whatever its container."""
+    """Per-file rows from an xrfcore ImportReport: the file name with its section and position (the
+    depth part of the name, which a long path would hide), status, message, core, run, folder."""
+    df = _raw_report_frame(report)
+    if "path" not in df.columns or df.empty:
+        return df
+    paths = df["path"].astype(str)
+    parts = [_name_depth(p) for p in paths]
+    lead = pd.DataFrame({"file": [p.rsplit("/", 1)[-1] for p in paths],
+                         "section": [a for a, _ in parts], "position_mm": [b for _, b in parts]})
+    rest = df.drop(columns=["path"])
+    rest["folder"] = [p.rsplit("/", 1)[0] if "/" in p else "" for p in paths]
+    return pd.concat([lead, rest.reset_index(drop=True)], axis=1)
+
+
+def _name_depth(path: str) -> tuple[str, float]:
+    """(section, position in mm) read from an Avaatech file name ('', nan when it has none)."""
+    from xrfcore.io.avaatech import parse_file_name
+    try:
+        f = parse_file_name(path.rsplit("/", 1)[-1])
+    except Exception:  # noqa: BLE001 (any other scanner's name: no depth part shown)
+        return "", float("nan")
+    pos = f.get("position_mm")
+    return str(f.get("section") or ""), float(pos) if pos is not None else float("nan")
+
+
+def _raw_report_frame(report) -> pd.DataFrame:
     for name in ("to_frame", "as_frame", "frame", "table"):
         attr = getattr(report, name, None)
         if attr is not None:
@@ -52,9 +77,12 @@ class ImportDialog(QDialog):
     """After exec(): ``project_path`` (the project written) and ``report`` (the ImportReport)."""
 
     def __init__(self, parent=None, *, folder: str = "", current_project: str | None = None,
-                 projects_folder: Path | None = None, section_unit: str = "auto"):
+                 projects_folder: Path | None = None, section_unit: str = "auto", cruise: bool = False):
         super().__init__(parent)
-        self.setWindowTitle("Import a core folder")
+        # cruise: a parent folder holding one folder per core, imported in one job (one report);
+        # the core names come from each core's folder and files (no one name for all)
+        self.cruise = cruise
+        self.setWindowTitle("Import a cruise folder" if cruise else "Import a core folder")
         self.resize(820, 520)
         self.projects_folder = Path(projects_folder or Path.home())
         self.current_project = current_project
@@ -76,10 +104,16 @@ class ImportDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.folder_edit, 1)
         row.addWidget(b1)
-        form.addRow("Core folder", row)
+        form.addRow("Cruise folder" if cruise else "Core folder", row)
+        self.found_label = QLabel("")
+        self.found_label.setWordWrap(True)
+        if cruise:
+            form.addRow("", self.found_label)
+            self.folder_edit.textChanged.connect(self._show_found)
         self.core_edit = QLineEdit()
         self.core_edit.setPlaceholderText("taken from the file names")
         form.addRow("Core name (optional)", self.core_edit)
+        form.setRowVisible(self.core_edit, not cruise)
         self.unit_combo = QComboBox()
         for key, text in SECTION_UNITS:
             self.unit_combo.addItem(text, key)
@@ -163,6 +197,18 @@ class ImportDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(self.pages)
         self._suggest_project(folder)
+        if cruise:
+            self._show_found(folder)
+
+    def _show_found(self, folder: str) -> None:
+        """How many core folders the cruise folder holds (the import finds the cores by their files)."""
+        from app.engine_cruise import core_folders
+        names = core_folders(folder) if folder and Path(folder).is_dir() else []
+        self.found_cores = names
+        self.found_label.setText(
+            f"{len(names)} core folder{'s' if len(names) != 1 else ''}: " + ", ".join(names[:12])
+            + (f" and {len(names) - 12} more" if len(names) > 12 else "") if names
+            else "No sub-folder with spectra found yet: choose the folder that holds one folder per core.")
 
     # ---- settings page
     def _browse_folder(self) -> None:
@@ -252,7 +298,7 @@ class ImportDialog(QDialog):
         self.pages.setCurrentIndex(1)
         fn = importer.import_into_new_project if replace else importer.import_folder
         self.job = JobThread(fn, folder, project,
-                             core=self.core_edit.text().strip() or None,
+                             core=(self.core_edit.text().strip() or None) if not self.cruise else None,
                              section_unit=self.unit_combo.currentData(), append=append, rename=rename,
                              name="import", parent=self)
         self.job.progress.connect(self._on_progress)
@@ -275,7 +321,8 @@ class ImportDialog(QDialog):
     def _on_done(self, report) -> None:
         self.report = report
         self.outcome = "ok"
-        self.report_table.set_report(report_frame(report), report_summary(report),
+        from xrfcore.cruise import cores_line
+        self.report_table.set_report(report_frame(report), cores_line(report) + "\n" + report_summary(report),
                                      header=f"import report for {self.folder_edit.text()}")
         self.pages.setCurrentIndex(2)
 

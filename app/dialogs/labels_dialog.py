@@ -1,5 +1,6 @@
-"""Load lab samples: map the CSV's columns, pick the target columns, check matched / unmatched rows,
-then accept."""
+"""Load lab samples: preview the file (CSV, .xlsx, .xls, .ods), map its columns, pick the target
+columns, check matched / unmatched rows, then accept. Every problem is shown in the dialog, beside the
+mapping."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,35 +23,19 @@ VALUE_UNITS = [("from column names", None), ("wt%", "wt%"), ("fraction (0-1, con
 
 
 def numeric_columns(path: str | Path) -> list[str]:
-    """The columns of a lab CSV that are mostly numbers (possible targets); [] if unreadable."""
-    import io
-
+    """The columns of a lab table that are mostly numbers (possible targets); [] if unreadable."""
+    from xrfcore.labtables import read_table
     from xrfcore.targets import numeric_columns as numeric
     try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-        sep = ";" if text.count(";") > text.count(",") else ","
-        df = pd.read_csv(io.StringIO(text), comment="#", sep=sep, dtype=str)
-    except Exception:  # noqa: BLE001 (the check reports an unreadable file with its reason)
+        return numeric(read_table(path).frame)
+    except Exception:  # noqa: BLE001 (the dialog shows an unreadable file with its reason)
         return []
-    df.columns = [str(c).strip() for c in df.columns]
-    return numeric(df)
 
 
 def csv_columns(path: str | Path) -> list[str]:
-    """Column names of a lab CSV (comment lines skipped); ValueError naming the file if unreadable."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise OSError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    header = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
-    if not header:
-        raise ValueError(f"{path}: the file is empty (no header line)")
-    sep = ";" if text.count(";") > text.count(",") else ","
-    cols = [c.strip() for c in header.split(sep)]
-    if len(cols) < 2:
-        raise ValueError(f"{path}: not a CSV table (one column only in the header line)")
-    return cols
+    """Column names of a lab table (CSV or spreadsheet); ValueError / OSError naming the file."""
+    from xrfcore.labtables import read_table
+    return [str(c) for c in read_table(path).frame.columns]
 
 
 def _check(path, mapping, unit, core, project, units=None, targets=None):
@@ -73,8 +58,21 @@ class LabelsDialog(QDialog):
         self.lab = None
         self.match = None
         self.job: JobThread | None = None
-        self.columns = csv_columns(path)  # raises for an unreadable file: the caller shows it
+        # the file as read, shown before the mapping; a file that cannot be read is said so here,
+        # beside the mapping, not in a message box before it
+        from xrfcore.labtables import read_table
+        self.read_error = ""
+        try:
+            self.table = read_table(path)
+            self.columns = [str(c) for c in self.table.frame.columns]
+        except Exception as exc:  # noqa: BLE001
+            self.table, self.columns = None, []
+            self.read_error = plain_message(exc)
         detected = labels.detect_columns(self.columns)
+        self.preview = ReportTable(self, "lab-table-preview.csv")
+        self.preview.export_btn.setVisible(False)
+        self.preview.setMaximumHeight(220)
+        self._fill_preview()
 
         form = QFormLayout()
         self.combos: dict[str, QComboBox] = {}
@@ -98,7 +96,8 @@ class LabelsDialog(QDialog):
         self.target_list.setToolTip("The lab values to fine-tune on: any numeric column (Fe, BSi, grain "
                                     "size...); the unit comes from the header, e.g. 'Fe (mg/kg)'")
         roles = {c for r, c in detected.items() if r not in ("CaCO3", "TOC")}
-        for col in numeric_columns(path):
+        from xrfcore.targets import numeric_columns as numeric
+        for col in (numeric(self.table.frame) if self.table is not None else []):
             if col in roles:
                 continue
             it = QListWidgetItem(col)
@@ -141,6 +140,7 @@ class LabelsDialog(QDialog):
         left.setLayout(form)
         top.addWidget(left)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.preview)
         lay.addLayout(top)
         row = QHBoxLayout()
         row.addWidget(self.check_btn)
@@ -150,6 +150,17 @@ class LabelsDialog(QDialog):
         lay.addWidget(self.accept_box)
         lay.addWidget(tabs, 1)
         lay.addWidget(self.buttons)
+
+    def _fill_preview(self, n: int = 12) -> None:
+        t = self.table
+        if t is None:
+            self.preview.set_report(pd.DataFrame(), "File preview: this file cannot be read as a table.")
+            return
+        head = t.frame.head(n).copy()
+        head.insert(0, "line" if t.kind == "csv" else "row", t.source_rows[: len(head)])
+        self.preview.set_report(head, f"File preview (first {len(head)} of {len(t.frame)} rows): "
+                                      f"{t.describe()}, {len(t.frame.columns)} columns"
+                                      + (f"; {len(t.comments)} comment line(s)" if t.comments else ""))
 
     def mapping(self) -> dict:
         return {role: (None if cb.currentText() == NONE else cb.currentText())
@@ -198,6 +209,11 @@ class LabelsDialog(QDialog):
         return list(self.lab.confirm) if self.lab is not None else []
 
     def check(self) -> None:
+        if self.read_error:   # nothing to map: say why, where the mapping would be
+            self._on_failed(self.read_error)
+            self.status.setText("This file cannot be read as a table: " + self.read_error)
+            self.check_btn.setEnabled(False)
+            return
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
         self.check_btn.setEnabled(False)
         self.status.setStyleSheet("")

@@ -35,6 +35,12 @@ def test_import_dialog_imports_and_reports(qtbot, sample_core, tmp_path, errors_
     assert d.pages.currentIndex() == 2
     df = report_frame(d.report)
     assert len(df) == 300 and set(df["status"]) == {"ok"}
+    # the depth part of each file name has columns of its own: no two rows look the same
+    assert list(df.columns[:3]) == ["file", "section", "position_mm"]
+    assert len(df.drop_duplicates(["section", "position_mm"])) == 300 and df["file"].str.endswith(".spe").all()
+    shown = d.report_table.model
+    assert [shown.headerData(i, Qt.Horizontal) for i in range(3)] == ["file", "section", "position_mm"]
+    assert shown.data(shown.index(0, 2)) == "5"
     assert d.report_table.model.rowCount() == 300
     assert "300 files" in d.report_table.summary.text()
     write_frame_csv(tmp_path / "report.csv", d.report_table.model.df, d.report_table.header)
@@ -62,27 +68,31 @@ def test_cancelled_import_leaves_project_unchanged(qtbot, sample_core, project, 
     assert not list(project.parent.glob(".*tmp*"))
 
 
-def test_bad_labels_file_shows_error_dialog(window, qtbot, project, tmp_path, errors_shown, monkeypatch):
+def test_bad_labels_file_is_shown_in_the_dialog(window, qtbot, project, tmp_path, errors_shown, monkeypatch):
     window.open_project(str(project))
     qtbot.waitUntil(lambda: window.view is not None, timeout=30_000)
     wait_idle(qtbot, window)
-    # 1. not a table at all
-    junk = tmp_path / "junk.csv"
-    junk.write_bytes(b"\x00\x01\x02garbage without separators\n")
-    window.load_lab_samples(str(junk))
-    assert errors_shown and errors_shown[-1][0] == "Lab samples"
-    assert "junk.csv" in errors_shown[-1][1] and "Traceback" not in errors_shown[-1][1]
-    # 2. a table without depth columns: read in the worker, the dialog reports it
     from app.dialogs import labels_dialog
-    nodepth = tmp_path / "nodepth.csv"
-    nodepth.write_text("core,CaCO3,TOC\nSIM01-1,50,1\n")
-    shown_before = len(errors_shown)
 
     def fake_exec(self):
-        qtbot.waitUntil(lambda: self.job is not None and self.job.isFinished(), timeout=30_000)
+        if not self.read_error:
+            qtbot.waitUntil(lambda: self.job is not None and self.job.isFinished(), timeout=30_000)
         qtbot.wait(50)
         return 0
     monkeypatch.setattr(labels_dialog.LabelsDialog, "exec", fake_exec)
+    # 1. not a table at all: the dialog opens and says so where the mapping would be (no popup)
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01\x02garbage without separators\n")
+    window.load_lab_samples(str(junk))
+    assert not errors_shown
+    dlg = window.labels_dialog
+    assert "cannot be read as a table" in dlg.status.text() and "junk.csv" in dlg.status.text()
+    assert "Traceback" not in dlg.status.text() and not dlg.check_btn.isEnabled()
+    assert not dlg.buttons.button(dlg.buttons.StandardButton.Ok).isEnabled()
+    # 2. a table without depth columns: read in the worker, the dialog reports it
+    nodepth = tmp_path / "nodepth.csv"
+    nodepth.write_text("core,CaCO3,TOC\nSIM01-1,50,1\n")
+    shown_before = len(errors_shown)
     window.load_lab_samples(str(nodepth))
     # shown in the dialog, where the mapping can be changed (no popup before it opens)
     assert len(errors_shown) == shown_before
