@@ -53,7 +53,9 @@ def register(sub) -> None:
                                      "pretraining from it on the project's spectra",
                        description="Continue masked-spectrum pretraining of an installed foundation model "
                                    "(default: the shipped one) on a project's spectra, keeping its architecture, "
-                                   "grid, window and input transform; reports the reconstruction error on "
+                                   "grid and input transform, and its energy window when that takes the spectra "
+                                   "(else a window chosen from them: only the position embeddings are "
+                                   "re-initialised); reports the reconstruction error on "
                                    "held-out cores (or, with 1-2 cores, held-out depth blocks) before and after.")
     p.add_argument("-p", "--project", required=True, help="project file (.h5)")
     p.add_argument("--model", help="base foundation model: installed name or id, or a path "
