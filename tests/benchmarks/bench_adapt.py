@@ -54,6 +54,10 @@ if not REPS.is_dir():
 CORE = "CD166_19_S1"
 
 
+def _f(v, nd=3) -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -239,8 +243,8 @@ def sim_part(a, work: Path, shipped) -> dict:
                     row[k] = float(np.mean(v)) if v else None
                     row[k + "_sd"] = float(np.std(v)) if v else None
                 rows.append(row)
-                log(f"  {b:4d} {mode:4s} {name:30s} R2 CaCO3 {row['CaCO3_r2']:.3f}+-{row['CaCO3_r2_sd']:.3f} "
-                    f"TOC {row['TOC_r2']:.3f}+-{row['TOC_r2_sd']:.3f} cov {row['CaCO3_cov']:.2f}/{row['TOC_cov']:.2f}")
+                log(f"  {b:4d} {mode:4s} {name:30s} R2 CaCO3 {_f(row['CaCO3_r2'])}+-{_f(row['CaCO3_r2_sd'])} "
+                    f"TOC {_f(row['TOC_r2'])}+-{_f(row['TOC_r2_sd'])} cov {_f(row['CaCO3_cov'], 2)}/{_f(row['TOC_cov'], 2)}")
     acard = json.loads((work / "adapted_uh" / "model.json").read_text())
     return {"rows": rows, "table": acard["adaptation"]["before_after"], "window": acard["adaptation"]["window"],
             "adapt_wall_s": round(t_adapt, 1), "train_wall_s": acard["training"]["wall_s"],
@@ -282,6 +286,12 @@ def render(a, real, sim, info) -> str:
                 vals = [by[(mm, k)][meas] / simref[meas] for mm in ("before", "after", "scratch")]
                 L.append(f"| {meas} | {k} | {vals[0]:.1f}x | {vals[1]:.1f}x | {vals[2]:.1f}x | "
                          f"{by[('after', 'simulated')][meas] / simref[meas]:.1f}x |")
+        fl = {r["model"].split(",")[1].strip().split(" ")[0]: r for r in real["rows"] if r["model"].startswith("noise floor")}
+        if fl:
+            L.append(f"| noise floor / simulated | REP1 vs REP2 | val_loss {fl['before']['val_loss'] / simref['val_loss']:.1f}x "
+                     f"(0-10.24 keV window), {fl['after']['val_loss'] / simref['val_loss']:.1f}x (adapted window) | rel 0-10.24 keV "
+                     f"{fl['before']['rel_10'] / simref['rel_10']:.1f}x | rel own (adapted window) "
+                     f"{fl['after']['rel_own'] / simref['rel_own']:.1f}x | |")
         L += ["", f"CPU adaptation time: {sp['s_per_1000_spectra']:.1f} s per 1,000 spectra drawn over the whole run "
                   f"({sp['spectra_drawn']} drawn, training {sp['train_wall_s']:.0f} s; first steps "
                   f"{sp['s_per_1000_first_steps']} s, {sp['cpu_s_per_1000_first_steps']} CPU-s) with a "
@@ -298,20 +308,21 @@ def render(a, real, sim, info) -> str:
               "|---|---|---|---|---|---|"]
         for r in sim["table"]:
             L.append(f"| {r['held_out']} | {r['n_spectra']} | {r['before']:.5f} | {r['after']:.5f} | "
-                     f"{r.get('rel_before', float('nan')):.4f} | {r.get('rel_after', float('nan')):.4f} |")
+                     f"{_f(r.get('rel_before'), 4)} | {_f(r.get('rel_after'), 4)} |")
         L += ["", f"R2 and 90 % interval coverage on the test cores, mean +- sd over {a.seeds} seeds (label draw and "
                   "fine-tuning seed):", "",
               "| labels | mode | foundation | CaCO3 R2 | TOC R2 | CaCO3 cov | TOC cov | fit s |", "|---|---|---|---|---|---|---|---|"]
         for r in sim["rows"]:
-            L.append(f"| {r['labels']} | {r['mode']} | {r['foundation']} | {r['CaCO3_r2']:.3f} +- {r['CaCO3_r2_sd']:.3f} | "
-                     f"{r['TOC_r2']:.3f} +- {r['TOC_r2_sd']:.3f} | {r['CaCO3_cov']:.2f} | {r['TOC_cov']:.2f} | {r['fit_s']:.1f} |")
+            L.append(f"| {r['labels']} | {r['mode']} | {r['foundation']} | {_f(r['CaCO3_r2'])} +- {_f(r['CaCO3_r2_sd'])} | "
+                     f"{_f(r['TOC_r2'])} +- {_f(r['TOC_r2_sd'])} | {_f(r['CaCO3_cov'], 2)} | {_f(r['TOC_cov'], 2)} | {_f(r['fit_s'], 1)} |")
         wins = []
         for b in sorted({r["labels"] for r in sim["rows"]}):
             for mode in a.modes:
                 g = {r["foundation"]: r for r in sim["rows"] if r["labels"] == b and r["mode"] == mode}
                 if "adapted" in g and "unadapted (shipped)" in g:
                     for t in ("CaCO3", "TOC"):
-                        wins.append((b, mode, t, g["adapted"][f"{t}_r2"] > g["unadapted (shipped)"][f"{t}_r2"]))
+                        ra, ru = g["adapted"][f"{t}_r2"], g["unadapted (shipped)"][f"{t}_r2"]
+                        wins.append((b, mode, t, ra is not None and ru is not None and ra > ru))
         L += ["", "Adapted beats unadapted (R2): " + ", ".join(f"{b} {m} {t}: {'yes' if w else 'NO'}" for b, m, t, w in wins), ""]
     return "\n".join(L)
 
