@@ -369,14 +369,19 @@ def export_predictions(project, core, model_id, path, *, progress=no_progress, t
 def pretrain_project(project, out_dir, *, size="tiny", steps=200, device="auto", batch_size=128,
                      window_channels=None, progress=no_progress, token=None) -> dict:
     """Masked-spectrum pretraining on every active spectrum of the project (xrfcore.train).
-    window_channels: read only the first channels (512 = 0-10.24 keV, enough for 10 kV runs)."""
+    window_channels: read only the first channels (512 = 0-10.24 keV, enough for 10 kV runs); None: the
+    window is chosen from the data (xrfcore.train.window)."""
     from xrfcore.model.config import ModelConfig
+    from xrfcore.train import window as win
     from xrfcore.train.data import load_project
     from xrfcore.train.pretrain import TrainConfig, pretrain
     cfg = ModelConfig.preset(size, window_channels=window_channels)
-    data = load_project(project, cfg, progress=progress, token=token)
+    grids = []
+    data = load_project(project, cfg, progress=progress, token=token, on_run=lambda c, r, rd, k: grids.append(rd.grid))
     if not len(data):
         raise ValueError("this project has no spectra to pretrain on")
+    if window_channels is None:
+        cfg = win.apply(cfg, win.choose(data.counts.sum(0, dtype=float), cfg, data_end=win.data_end_kev(grids)))
     sim = bool(np.all(data.simulated)) if np.all(data.simulated) or not np.any(data.simulated) else "mixed"
     info = {"project": str(project), "cores": sorted(set(map(str, data.core))), "simulated": sim}
     from xrfcore.instrument import training_instrument  # tube, kV range, scanner for the card
@@ -412,8 +417,27 @@ def adapt_project(project, *, base=None, steps=None, device="auto", progress=no_
     res = adapt.adapt(project, base=base, steps=steps, device=device, progress=progress, token=token)
     res["table_text"] = "\n".join(   # one line per row: a dialog wraps an aligned table badly
         f"{r['held_out']}, {r['n_spectra']} spectra: before {r['before']:.5f}, after {r['after']:.5f}"
-        + (f" ({r['change_pct']:+.1f} %)" if r.get("change_pct") is not None else "") for r in res["table"])
+        + (f" ({r['change_pct']:+.1f} %)" if r.get("change_pct") is not None else "")
+        + (f"; relative error in counts {r['rel_before']:.3f} -> {r['rel_after']:.3f}"
+           if r.get("rel_before") is not None and r.get("rel_after") is not None else "") for r in res["table"])
+    res["window_text"] = window_summary(res["card"]["adaptation"])
     return res
+
+
+def window_summary(a: dict) -> str:
+    """What the adaptation did to the energy window, in words (the adapt dialog's summary)."""
+    w = a.get("window") or {}
+    if not w.get("changed"):
+        lo, hi = w.get("energy_kev") or [None, None]
+        return f"Energy window kept: {lo:g}-{hi:g} keV (the base model's)." if lo is not None else ""
+    (blo, bhi), (lo, hi) = w["base_energy_kev"], w["energy_kev"]
+    parts = ", ".join(r["parameter"] for r in w["reinitialised"])
+    e0, e1 = a["relative_error"]["energy_kev"]
+    return (f"Energy window changed from {blo:g}-{bhi:g} keV ({w['base_patches']} patches) to {lo:g}-{hi:g} keV "
+            f"({w['patches']} patches): {w['reason']}. Re-initialised: {parts} (fixed position embeddings); "
+            f"every other weight carried over from the base. Input transform: {w['transform']}. "
+            "Before and after are each in its own window's input space, so compare the relative error in counts "
+            f"({e0:g}-{e1:g} keV).")
 
 
 _model_cache: dict[str, tuple] = {}

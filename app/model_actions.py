@@ -254,7 +254,9 @@ class ModelActions:
             self.training.metrics.setText(f"Adapted model saved in {short_path(res['out'])}.")
             QMessageBox.information(self, "Adapt the model",
                                     "Reconstruction error (masked, lower is better) on held-out spectra, "
-                                    f"before and after:\n\n{res['table_text']}\n\nThe adapted model is now the "
+                                    f"before and after:\n\n{res['table_text']}\n\n"
+                                    + (f"{res['window_text']}\n\n" if res.get("window_text") else "")
+                                    + "The adapted model is now the "
                                     "base model for fine-tuning and reconstruction in this session.")
         job = self.start_job(engine.adapt_project, self.project, base=base, steps=steps,
                              device=self.settings.device, name="adapt", uses_torch=True,

@@ -173,14 +173,21 @@ def test_cli_end_to_end_into_the_models_folder(base, tmp_path, monkeypatch, caps
     assert main(args + ["--force"]) == 0
 
 
-def test_a_base_whose_window_cannot_take_the_spectra_is_refused(tmp_path, capsys):
-    """The shipped default (read up to 10.24 keV) against spectra that end at 5.12 keV."""
+def test_a_base_whose_window_cannot_take_the_spectra_is_refused_when_kept(tmp_path, capsys):
+    """The shipped default (read up to 10.24 keV) against spectra that end at 5.12 keV: refused with
+    --keep-window; by default the window comes from the data (0-5.12 keV) and the CLI says so."""
     from xrfcore.cli import main
 
     if models_registry.default_model() is None:
         pytest.skip("no shipped default model")
     proj = make_project(tmp_path / "p.h5", ["A"], n=30)
-    assert main(["adapt", "-p", str(proj), "-o", str(tmp_path / "m"), "--steps", "2", "--device", "cpu", "--threads", "1"]) == 2
+    args = ["adapt", "-p", str(proj), "-o", str(tmp_path / "m"), "--steps", "2", "--device", "cpu", "--threads", "1"]
+    assert main(args + ["--keep-window"]) == 2
     err = capsys.readouterr().err
     assert models_registry.DEFAULT_MODEL in err and "keV" in err and "--allow-window-loss" in err
     assert not (tmp_path / "m").exists()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "energy window 0-5.12 keV" in out and "changed from the base's 0-10.24 keV" in out
+    card = checkpoint.load_card(tmp_path / "m" / "model")
+    assert card["config"]["window_channels"] == 256 and card["adaptation"]["window"]["changed"]

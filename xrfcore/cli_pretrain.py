@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--transform", default="zscore", choices=("zscore", "log_zscore", "log1p", "global"))
     p.add_argument("--window-channels", type=positive_int, help="read only the first N channels of the grid "
                                                        "(512 = 0-10.24 keV at 20 eV/channel)")
+    p.add_argument("--window-kev", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="energy window in keV (end rounded up to whole patches), e.g. 0 20.48; default: chosen "
+                        "from the data (from 0 keV to the smallest multiple of 8 patches holding 99.5 %% of the "
+                        "counts: 0-10.24 keV for 10 kV Avaatech, 0-20.48 keV for a Mo-tube 30 kV Itrax)")
     p.add_argument("--cores", nargs="+", help="cores to use (default: all)")
     p.add_argument("--val-cores", nargs="+", default=[], help="cores held out whole for validation")
     p.add_argument("--kv", type=float, help="only spectra measured at this tube voltage (e.g. 10)")
@@ -49,7 +53,9 @@ def register(sub) -> None:
                                      "pretraining from it on the project's spectra",
                        description="Continue masked-spectrum pretraining of an installed foundation model "
                                    "(default: the shipped one) on a project's spectra, keeping its architecture, "
-                                   "grid, window and input transform; reports the reconstruction error on "
+                                   "grid and input transform, and its energy window when that takes the spectra "
+                                   "(else a window chosen from them: only the position embeddings are "
+                                   "re-initialised); reports the reconstruction error on "
                                    "held-out cores (or, with 1-2 cores, held-out depth blocks) before and after.")
     p.add_argument("-p", "--project", required=True, help="project file (.h5)")
     p.add_argument("--model", help="base foundation model: installed name or id, or a path "
@@ -67,8 +73,15 @@ def register(sub) -> None:
     p.add_argument("--mask-ratio", type=fraction, default=0.5)
     p.add_argument("--kv", type=float, help="only spectra measured at this tube voltage (e.g. 10)")
     p.add_argument("--allow-window-loss", action="store_true",
-                   help="adapt even where the spectra reach past the base's energy window (those counts are "
-                        "not seen) or end inside it")
+                   help="with --keep-window or --window-kev: adapt even where the spectra reach past the window "
+                        "(those counts are not seen) or end inside it")
+    wg = p.add_mutually_exclusive_group()
+    wg.add_argument("--keep-window", action="store_true",
+                    help="keep the base's energy window even where it cannot take the spectra (default: keep it "
+                         "only when it holds 99.5 %% of their counts and they reach its end, else choose one from "
+                         "the data; the position embeddings are then re-initialised, every other weight carried)")
+    wg.add_argument("--window-kev", nargs=2, type=float, metavar=("LO", "HI"),
+                    help="energy window in keV for the adapted model (end rounded up to whole patches)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     p.add_argument("--no-augment", action="store_true", help="no gain/offset/resolution augmentation")
@@ -131,8 +144,11 @@ def cmd_pretrain(args) -> int:
         raise UserError(str(exc)) from None
     args.interrupt_note = (f"the model files appear in {out} only when complete (a model already there "
                            "is untouched); complete checkpoints written so far are kept there for --resume")
+    if args.window_channels and args.window_kev:
+        raise UserError("give --window-channels or --window-kev, not both")
     overrides = {"window_channels": args.window_channels} if args.window_channels else {}
     cfg = ModelConfig.preset(args.size, **overrides)
+    choose_window = not (args.window_channels or args.resume)
     transform = args.transform
     if args.resume:  # the architecture and transform come from the checkpoint
         from xrfcore.train.pretrain import checkpoint_path
@@ -143,12 +159,25 @@ def cmd_pretrain(args) -> int:
         transform = meta["transform"]["name"]
     main = _rank() == 0
     bar = progress_bar("reading") if main else None
+    grids = []
     try:
-        data = load_project(args.project, cfg, cores=args.cores, kv=args.kv,
-                            progress=bar or (lambda *a: None))
+        data = load_project(args.project, cfg, cores=args.cores, kv=args.kv, progress=bar or (lambda *a: None),
+                            on_run=lambda c, r, rd, keep: grids.append(rd.grid))
     finally:
         if bar:
             bar.close()
+    wrec = None
+    if choose_window:  # the energy window from the data (xrfcore.train.window), or the one asked for
+        from xrfcore.train import window as win
+        total = data.counts.sum(0, dtype=float)
+        try:
+            wrec = (win.from_kev(cfg, *args.window_kev, total=total, data_end=win.data_end_kev(grids))
+                    if args.window_kev else win.choose(total, cfg, data_end=win.data_end_kev(grids)))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        cfg = win.apply(cfg, wrec)
+        if main:
+            print(win.text(wrec) + f"; {wrec['how']}", file=sys.stderr)
     train, val = data.split_cores(args.val_cores)
     if len(train) == 0:
         raise UserError("no training spectra left after holding out the validation cores")
@@ -161,6 +190,8 @@ def cmd_pretrain(args) -> int:
     info = {"project": str(Path(args.project).resolve()), "train": train.summary(),
             "val": val.summary() if len(val) else None, "val_cores": list(args.val_cores),
             "kv": args.kv, "simulated": train.summary()["simulated"]}
+    if wrec is not None:
+        info["window"] = {k: wrec[k] for k in ("energy_kev", "window_channels", "counts_inside", "how")}
     if main:  # tube anode (from the spectra's lines), kV range and scanner, for card["instrument"]
         from xrfcore.instrument import training_instrument
         info.update(training_instrument(args.project, train.core, train.run, train.counts, cfg.grid()))
@@ -227,6 +258,7 @@ def cmd_adapt(args) -> int:
                        mask_ratio=args.mask_ratio, device=args.device, amp=args.amp,
                        augment=not args.no_augment, seed=args.seed, kv=args.kv,
                        allow_window_loss=args.allow_window_loss, threads=args.threads or _default_threads(),
+                       window="base" if args.keep_window else tuple(args.window_kev) if args.window_kev else "auto",
                        progress=bar, on_estimate=estimate)
     except Cancelled:
         raise UserError("cancelled; nothing was written and the base model is untouched") from None
@@ -238,6 +270,15 @@ def cmd_adapt(args) -> int:
     a = card["adaptation"]
     print(f"adapted {card['adapted_from']['name']} on {a['n_spectra']} spectra ({a['steps']} steps, "
           f"{a['device']}, {a['wall_s']:.0f} s); held out: {a['held_out']}")
+    w = a["window"]
+    print(w["text"])
+    if w["changed"]:
+        print("re-initialised: " + "; ".join(f"{r['parameter']} {r['shape_before']} -> {r['shape_after']} ({r['how']})"
+                                             for r in w["reinitialised"])
+              + f"; carried over: {w['carried_over']}; input transform {w['transform']}")
+        print("before / after are each model's own input-space loss (different windows: not comparable); "
+              f"rel before / after compare, in counts over {a['relative_error']['energy_kev'][0]:g}-"
+              f"{a['relative_error']['energy_kev'][1]:g} keV")
     print(ad.table_text(res["table"]))
     print(f"model {res['path']} ({card['id']})")
     return 0

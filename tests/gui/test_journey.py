@@ -369,6 +369,8 @@ def test_adapt_the_model_to_this_project(window, qtbot, project, monkeypatch, er
     assert card["adapted_from"]["id"] and card["adaptation"]["steps"] == 3
     table = infos[-1][2]
     assert "before" in table and "after" in table and "all held-out" in table
+    # the sample core is simulated 10 kV: the window is the base's, and the dialog says so
+    assert "Energy window kept: 0-10.24 keV" in table and "relative error in counts" in table
     assert w.recon_model() == w.foundation_path
     # a later session (a fresh window) opening the same project offers the adapted model by default;
     # opening another project drops it

@@ -2,7 +2,11 @@
 (unlabelled) spectra, starting from an installed model (default: the shipped one).
 
 ``adapt(project, out, base=...) -> dict`` is a Job (progress + cancel token, xrfcore.jobs). It keeps
-the base's architecture, input grid, energy window and fitted input transform; trains every weight
+the base's architecture, input grid and fitted input transform, and its energy window when that takes
+the project's spectra; otherwise (e.g. a 0-10.24 keV model and Itrax 30 kV spectra, a third of whose
+counts lie above 10.24 keV) the window comes from the data (xrfcore.train.window: the rule, and which
+weights are re-initialised: only the fixed position embeddings; per-channel transform statistics are
+refitted), and the CLI, the card (``adaptation.window``) and the app say so. It trains every weight
 with a lower learning rate than pretraining from scratch (2e-4, short warm-up), with the same
 gain/offset/resolution augmentation (on by default); and reports the masked-reconstruction loss on
 held-out spectra before (the base model) and after, in the metric of a card's ``val_loss``
@@ -13,9 +17,11 @@ equal depth, blocks 3 and 8 held out: 20 %, contiguous, away from the core ends)
 The result is a model folder (model.safetensors + model.json + model.md + OOD arrays +
 metrics.jsonl) written in one rename (nothing half-written on error or cancel); by default in the
 user's models folder, so it is listed and resolvable by name like any installed model. Its card
-records the lineage under ``adapted_from`` / ``adaptation``. A base whose window cannot take the
-project's spectra (spectra that end inside it, or more than 5 % of their counts outside it) is
-refused with the reason; choosing another window is not done here.
+records the lineage under ``adapted_from`` / ``adaptation``. With ``window="base"`` a base whose window
+cannot take the project's spectra (spectra that end inside it, or more than 5 % of their counts
+outside it) is refused with the reason. Besides the loss in each model's own input space (which
+differs between windows), the table gives the median relative error in counts on the hidden channels
+of the energy range both windows read (``window.relative_error``): the one number that compares.
 """
 from __future__ import annotations
 
@@ -37,6 +43,9 @@ BLOCKS, HOLDOUT_BLOCKS = 10, (2, 7)   # 1-2 cores: blocks 3 and 8 of 10 (0-based
 EVAL_BATCH = 256
 METRIC = ("masked reconstruction loss in the model's input space (xrfcore.train.pretrain.evaluate: "
           "fixed masks, the card's val_loss metric); lower is better")
+REL_METRIC = ("median over spectra of sum |reconstruction - measured| / sum measured, in counts, over the hidden "
+              "channels in the energy range both the base's and the adapted model's windows read (the same "
+              "patches hidden for both: xrfcore.train.window.relative_error)")
 
 
 class AdaptRefused(ValueError):
@@ -131,7 +140,7 @@ def holdout(data, val_cores=None, seed: int = 0) -> tuple[np.ndarray, list[dict]
 def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: int | None = None,
           batch_size: int = 128, lr: float = ADAPT_LR, warmup_steps: int | None = None,
           mask_ratio: float = 0.5, device: str = "auto", amp: str = "auto", augment=True, seed: int = 0,
-          kv: float | None = None, allow_window_loss: bool = False, threads: int | None = None,
+          kv: float | None = None, allow_window_loss: bool = False, window="auto", threads: int | None = None,
           log_every: int | None = None, progress: ProgressFn = no_progress, token: CancelToken | None = None,
           on_metrics=None, on_estimate=None) -> dict:
     """Continue masked-spectrum pretraining of ``base`` (path, installed name/id, None = the shipped
@@ -139,18 +148,22 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
     in the user's models folder). Returns {"path", "out", "card", "table", "estimate"}.
 
     ``on_metrics(row)``: each logged training row (live loss); ``on_estimate(dict)``: the measured
-    speed once the first steps ran (s_per_1000_spectra, total_s). Raises ``Cancelled`` (nothing
-    written), ``AdaptRefused`` (the base cannot take these spectra; nothing to hold out)."""
+    speed once the first steps ran (s_per_1000_spectra, total_s). ``window``: "auto" (the base's
+    window if it takes the spectra, else one chosen from them: xrfcore.train.window), "base" (keep
+    it; refuse spectra it cannot take unless ``allow_window_loss``) or (lo, hi) keV.
+    Raises ``Cancelled`` (nothing written), ``AdaptRefused`` (the base cannot take these spectra;
+    nothing to hold out)."""
     import torch
 
     from xrfcore import models_registry, ood
     from xrfcore.fileio import atomic_dir, atomic_open
     from xrfcore.instrument import check_run, describe_model, training_instrument
     from xrfcore.model import checkpoint
-    from xrfcore.model.transforms import from_dict as transform_from_dict, window
+    from xrfcore.model.transforms import from_dict as transform_from_dict, window as window_counts
     from xrfcore.train.augment import AugmentConfig
     from xrfcore.train.data import load_project
     from xrfcore.train.device import amp_dtype, describe, resolve_device
+    from xrfcore.train import window as win
     from xrfcore.train.pretrain import MODEL_NAME, METRICS_NAME, TrainConfig, evaluate, pretrain
 
     t0 = time.perf_counter()
@@ -181,13 +194,25 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
 
     data = load_project(project, cfg, cores=cores, kv=kv, progress=progress, token=token, on_run=on_run)
     lo_kev, hi_kev = base_desc["energy_kev"]
-    if refusals and not allow_window_loss:
+    total = np.zeros(cfg.channels)
+    for i in range(0, len(data), 8192):
+        total += data.counts[i:i + 8192].sum(0, dtype=np.float64)
+    data_end = min((c.run_max_kev for c in checks), default=None)
+    try:
+        wrec = win.for_adaptation(cfg, total, data_end, window=window)
+    except ValueError as exc:
+        raise AdaptRefused(str(exc)) from None
+    if wrec.get("beyond_data") and not allow_window_loss:
+        raise AdaptRefused(f"window {wrec['energy_kev'][0]:g}-{wrec['energy_kev'][1]:g} keV: {wrec['beyond_data']}; "
+                           "ask for a window inside the spectra or allow it (--allow-window-loss)")
+    if refusals and not wrec["changed"] and not allow_window_loss:
         raise AdaptRefused(
             f"base model {model_name(base_path, base_card)} reads {lo_kev:g}-{hi_kev:g} keV "
             f"({cfg.input_channels} channels), which cannot take these spectra: " + " | ".join(refusals[:5])
             + (f" (and {len(refusals) - 5} more runs)" if len(refusals) > 5 else "")
-            + ". Adapting keeps the base's window (another window needs a model pretrained for it); "
-              "choose runs that fit (--kv, --cores) or allow the loss (--allow-window-loss)")
+            + ". The base's window was kept (--keep-window / a window asked for); without it adapt chooses the "
+              "window from the data; or choose runs that fit (--kv, --cores) or allow the loss (--allow-window-loss)")
+    new_cfg = win.apply(cfg, wrec) if wrec["changed"] else cfg
     is_val, groups, kind = holdout(data, val_cores, seed)
     train, val = data.select(~is_val), data.select(is_val)
     if len(train) == 0 or len(val) == 0:
@@ -198,18 +223,25 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
 
     # -- before: the base model on the held-out spectra -----------------------------------------
     transform = transform_from_dict(base_card["transform"])
+    new_transform, transform_note = dict(base_card["transform"]), "kept (the base's window)"
+    if wrec["changed"]:
+        new_transform, transform_note = win.refit_transform(base_card["transform"], window_counts(train.counts, new_cfg))
+    common = win.common_range(cfg, new_cfg)
+    all_groups = groups + [{"name": "all held-out", "mask": is_val}]
 
-    def losses(model) -> dict:
-        res = {}
-        for g in groups + [{"name": "all held-out", "mask": is_val}]:
+    def losses(model, tf, mcfg, mcard) -> tuple[dict, dict]:
+        res, rel = {}, {}
+        for g in all_groups:
             if token is not None:
                 token.raise_if_cancelled()
-            Z = torch.from_numpy(transform.apply(window(data.counts[g["mask"]], cfg))).to(dev)
+            Z = torch.from_numpy(tf.apply(window_counts(data.counts[g["mask"]], mcfg))).to(dev)
             res[g["name"]] = evaluate(model, Z, mask_ratio, EVAL_BATCH, dtype)
-        return res
+            r = win.relative_error(model, mcard, data.counts[g["mask"]], *common, mask_ratio=mask_ratio, seed=seed)
+            rel[g["name"]] = float(np.median(r)) if len(r) else None
+        return res, rel
 
     progress(0, n_steps, "reconstruction error of the base model on the held-out spectra")
-    before = losses(base_model.to(dev))
+    before, rel_before = losses(base_model.to(dev), transform, cfg, base_card)
     base_model.cpu()
 
     # -- train ------------------------------------------------------------------------------------
@@ -248,15 +280,19 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
         if on_metrics is not None:
             on_metrics(row)
 
-    init = {k: v for k, v in checkpoint.state_tensors(base_model).items()}
+    init, reinit = win.rewindow_state(checkpoint.state_tensors(base_model), cfg, new_cfg)
     del base_model
-    model, card = pretrain(train.counts, cfg, tc, prog, token, X_val=val.counts, data_info=info,
-                           on_metrics=metrics, init_state=init, init_transform=base_card["transform"])
-    after = losses(model)
+    model, card = pretrain(train.counts, new_cfg, tc, prog, token, X_val=val.counts, data_info=info,
+                           on_metrics=metrics, init_state=init, init_transform=new_transform)
+    after, rel_after = losses(model, transform_from_dict(new_transform), new_cfg, card)
+    same = not wrec["changed"]
     table = [{"held_out": name, "what": next((g["what"] for g in groups if g["name"] == name), "all of the above"),
               "n_spectra": int((next((g["mask"] for g in groups if g["name"] == name), is_val)).sum()),
               "before": before[name], "after": after[name],
-              "change_pct": round(100 * (after[name] - before[name]) / before[name], 2) if before[name] else None}
+              "change_pct": round(100 * (after[name] - before[name]) / before[name], 2) if before[name] and same else None,
+              "rel_before": rel_before[name], "rel_after": rel_after[name],
+              "rel_change_pct": round(100 * (rel_after[name] - rel_before[name]) / rel_before[name], 2)
+              if rel_before[name] else None}
              for name in before]
     wall = time.perf_counter() - t0
 
@@ -268,8 +304,17 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
                             "simulated_data": base_sim, "instrument": base_card.get("instrument"),
                             "val_loss": (base_card.get("metrics") or {}).get("val_loss")}
     card["adaptation"] = {
-        "task": "continued masked spectrum modeling from the base model (same architecture, grid, window "
-                "and input transform)",
+        "task": "continued masked spectrum modeling from the base model (same architecture and grid; "
+                + ("same window and input transform)" if same else
+                   "energy window changed: position embeddings re-initialised, every other weight carried over)"),
+        "window": {"changed": not same, "reason": wrec["reason"], "how": wrec["how"], "rule": win.RULE,
+                   "base_energy_kev": [round(v, 4) for v in cfg.window_kev()], "base_patches": cfg.num_patches,
+                   "energy_kev": wrec["energy_kev"], "window_start": wrec["window_start"],
+                   "window_channels": wrec["window_channels"], "patches": new_cfg.num_patches,
+                   "counts_inside": wrec["counts_inside"], "data_end_kev": data_end,
+                   "reinitialised": reinit, "carried_over": "every other weight, bit for bit" if reinit else "every weight",
+                   "transform": transform_note, "text": win.text(wrec, cfg)},
+        "relative_error": {"metric": REL_METRIC, "energy_kev": [round(v, 4) for v in common]},
         "project": str(Path(project).resolve()), "data_sha256": train.sha256(), "held_out_sha256": val.sha256(),
         "cores": train.summary()["cores"], "n_spectra": len(train), "held_out": kind,
         "held_out_groups": [{"name": g["name"], "core": g["core"], "what": g["what"],
@@ -280,7 +325,7 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
         "batch_size": bs, "lr": lr, "warmup_steps": warm, "augment": tc.augment.to_dict() if tc.augment else None,
         "device": describe(dev), "wall_s": round(wall, 2), "speed": est or None,
         "metric": METRIC, "mask_ratio": mask_ratio, "before_after": table,
-        "window_loss_allowed": bool(refusals) and allow_window_loss, "window_notes": refusals,
+        "window_loss_allowed": bool(refusals) and allow_window_loss and same, "window_notes": refusals,
         "instrument_notes": sorted({f"{c.core}/{c.run}: " + "; ".join(c.mismatches)
                                     for c in checks if c.mismatches and c.run}),
     }
@@ -310,10 +355,18 @@ def adapt(project, out=None, *, base=None, cores=None, val_cores=None, steps: in
 def table_text(table: list[dict]) -> str:
     """The before/after table as aligned text (CLI, model.md)."""
     w = max([len("held out")] + [len(r["held_out"]) for r in table])
-    lines = [f"{'held out':{w}s}  {'spectra':>7s}  {'before':>9s}  {'after':>9s}  {'change':>7s}"]
+    lines = [f"{'held out':{w}s}  {'spectra':>7s}  {'before':>9s}  {'after':>9s}  {'change':>7s}  "
+             f"{'rel before':>10s}  {'rel after':>9s}  {'change':>7s}"]
+
+    def pct(v):
+        return f"{v:+.1f} %" if v is not None else "-"
+
+    def num(v, n):
+        return f"{v:{n}.4f}" if v is not None else f"{'-':>{n}s}"
     for r in table:
-        ch = f"{r['change_pct']:+.1f} %" if r.get("change_pct") is not None else "-"
-        lines.append(f"{r['held_out']:{w}s}  {r['n_spectra']:7d}  {r['before']:9.5f}  {r['after']:9.5f}  {ch:>7s}")
+        lines.append(f"{r['held_out']:{w}s}  {r['n_spectra']:7d}  {r['before']:9.5f}  {r['after']:9.5f}  "
+                     f"{pct(r.get('change_pct')):>7s}  {num(r.get('rel_before'), 10)}  {num(r.get('rel_after'), 9)}  "
+                     f"{pct(r.get('rel_change_pct')):>7s}")
     return "\n".join(lines)
 
 
@@ -330,6 +383,13 @@ def markdown(card: dict) -> str:
         f"augmentation {'on' if a['augment'] else 'off'}",
         f"- device: {a['device']}; wall time {a['wall_s']:.0f} s"
         + (f"; {speed['s_per_1000_spectra']:.3g} s per 1,000 spectra" if speed else ""),
-        f"- grid, window, architecture and input transform: those of the base "
-        f"({card['config'].get('size')}, {card['instrument'].get('energy_kev')} keV)", "",
-        f"Held out ({a['held_out']}); {a['metric']}:", "", "```", table_text(a["before_after"]), "```", ""])
+        f"- grid and architecture: those of the base ({card['config'].get('size')}); "
+        + (f"{a['window']['text']}; re-initialised: {', '.join(r['parameter'] for r in a['window']['reinitialised'])}"
+           f"; input transform {a['window']['transform']}" if (a.get("window") or {}).get("changed") else
+           f"window ({card['instrument'].get('energy_kev')} keV) and input transform: the base's"), "",
+        f"Held out ({a['held_out']}); before / after: {a['metric']}"
+        + ("; with another window before and after these are in different input spaces (no change given)"
+           if (a.get("window") or {}).get("changed") else "")
+        + (f". rel before / after: {a['relative_error']['metric']}, "
+           f"{a['relative_error']['energy_kev'][0]:g}-{a['relative_error']['energy_kev'][1]:g} keV"
+           if a.get("relative_error") else "") + ":", "", "```", table_text(a["before_after"]), "```", ""])
